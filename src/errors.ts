@@ -1,0 +1,75 @@
+// The one error vocabulary of the sidecar. Every error a user can see has a code
+// SIDECAR_ERR_<AREA>_<WHAT>, documented in docs/errors.md (a test keeps the two in sync).
+// Add new codes to the banner of their area; never reuse a retired code.
+
+export interface ErrorSpec {
+  /** HTTP status when this error answers a client request; undefined for internal errors. */
+  readonly status?: number
+  /** One-line message; `%s` placeholders are filled from `args` in order. */
+  readonly message: string
+}
+
+export const codes = {
+  // ── CONFIG: loading and validating config/routes.yaml ─────────────────────
+  SIDECAR_ERR_CONFIG_READ: { message: 'cannot read config file %s' },
+  SIDECAR_ERR_CONFIG_INVALID: { message: 'invalid config %s' },
+
+  // ── RULE: compiling and matching rules ─────────────────────────────────────
+
+  // ── BODY: request body inspection ──────────────────────────────────────────
+
+  // ── UPSTREAM: proxying to the app or to a pool Machine ─────────────────────
+  SIDECAR_ERR_UPSTREAM_UNAVAILABLE: { status: 502, message: 'the app is not accepting connections' },
+  SIDECAR_ERR_UPSTREAM_TIMEOUT: { status: 504, message: 'the app did not answer in time' },
+
+  // ── REPLAY: decisions that answer the client ───────────────────────────────
+  SIDECAR_ERR_REPLAY_POOL_UNAVAILABLE: { status: 503, message: 'no Machine of pool %s can be had' },
+  SIDECAR_ERR_REPLAY_OVERSIZE: { status: 503, message: 'the request body is too large to replay to pool %s' },
+
+  // ── MACHINES: the Fly Machines API client ──────────────────────────────────
+  SIDECAR_ERR_MACHINES_UNAVAILABLE: { message: 'the Machines API cannot be used: %s' },
+
+  // ── CHILD: supervising the app process ─────────────────────────────────────
+
+  // ── CLI: command line ──────────────────────────────────────────────────────
+  SIDECAR_ERR_CLI_USAGE: { message: '%s' },
+} as const satisfies Record<string, ErrorSpec>
+
+export type ErrorCode = keyof typeof codes
+
+export interface SidecarErrorOptions {
+  cause?: unknown
+  /** Extra structured fields kept for logs (never secrets). */
+  details?: Record<string, unknown>
+}
+
+/** The only error class the sidecar throws on purpose. `code` names the entry in `codes`. */
+export class SidecarError extends Error {
+  readonly code: ErrorCode
+  readonly status: number | undefined
+  readonly details: Record<string, unknown> | undefined
+
+  constructor (code: ErrorCode, args: readonly unknown[] = [], options: SidecarErrorOptions = {}) {
+    const spec: ErrorSpec = codes[code]
+    let i = 0
+    const message = spec.message.replace(/%s/g, () => String(args[i++] ?? ''))
+    super(message, options.cause === undefined ? undefined : { cause: options.cause })
+    this.name = 'SidecarError'
+    this.code = code
+    this.status = spec.status
+    this.details = options.details
+  }
+
+  /** The JSON body a client sees: `{ "error": { "code", "message" } }`, never a stack. */
+  toJSON (): { error: { code: ErrorCode, message: string } } {
+    return { error: { code: this.code, message: this.message } }
+  }
+}
+
+export function sidecarError (code: ErrorCode, ...args: unknown[]): SidecarError {
+  return new SidecarError(code, args)
+}
+
+export function isSidecarError (err: unknown): err is SidecarError {
+  return err instanceof SidecarError
+}
