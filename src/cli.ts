@@ -1,0 +1,124 @@
+#!/usr/bin/env node
+// Command line: argv → a command. The only module that calls process.exit.
+//   fly-replay-sidecar [--config FILE] [-- app command...]
+//   fly-replay-sidecar check [--config FILE]
+//   fly-replay-sidecar explain [--config FILE] [-X METHOD] [-H 'Name: value']... [-d @body|-d text] PATH
+//   fly-replay-sidecar dev [options]
+import { readFileSync } from 'node:fs'
+import { loadConfig, formatProblems, resolveConfigPath } from './config/load.ts'
+import { createLogger } from './log.ts'
+import { startSidecar } from './sidecar.ts'
+import { isSidecarError } from './errors.ts'
+
+const USAGE = `usage:
+  fly-replay-sidecar [--config FILE] [-- <app command> [args...]]
+  fly-replay-sidecar check [--config FILE]
+  fly-replay-sidecar explain [--config FILE] [-X METHOD] [-H 'Name: value']... [-d @body.json|-d 'text'] PATH
+  fly-replay-sidecar dev [--help]          run the local Fly emulator with the demo app
+  fly-replay-sidecar --version
+
+The config file defaults to $SIDECAR_CONFIG, else config/routes.yaml.`
+
+interface Io { stdout: NodeJS.WritableStream, stderr: NodeJS.WritableStream }
+
+/** Splits `[opts] -- cmd args` and reads --config; anything else is a usage error. */
+export function parseRunArgs (argv: readonly string[]): { config: string | undefined, command: string[] } | { error: string } {
+  const sep = argv.indexOf('--')
+  const own = sep === -1 ? argv : argv.slice(0, sep)
+  const command = sep === -1 ? [] : argv.slice(sep + 1)
+  let config: string | undefined
+  for (let i = 0; i < own.length; i++) {
+    const a = own[i] as string
+    if (a === '--config' || a === '-c') {
+      const v = own[++i]
+      if (v === undefined) return { error: `${a} needs a file` }
+      config = v
+    } else if (a.startsWith('--config=')) {
+      config = a.slice('--config='.length)
+    } else {
+      return { error: `unknown argument: ${a}` }
+    }
+  }
+  if (sep !== -1 && command.length === 0) return { error: 'nothing after --: give the app command' }
+  return { config, command }
+}
+
+function version (): string {
+  const pkg = JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as { version: string }
+  return pkg.version
+}
+
+async function run (argv: readonly string[], io: Io): Promise<number> {
+  const parsed = parseRunArgs(argv)
+  if ('error' in parsed) {
+    io.stderr.write(`fly-replay-sidecar: ${parsed.error}\n${USAGE}\n`)
+    return 2
+  }
+  const file = resolveConfigPath(parsed.config, process.env)
+  let config
+  try {
+    config = await loadConfig(file, process.env)
+  } catch (err) {
+    if (isSidecarError(err)) {
+      const problems = err.details?.problems
+      io.stderr.write(`fly-replay-sidecar: ${Array.isArray(problems) ? `invalid config:\n${formatProblems(problems)}` : err.message}\n`)
+      return 2
+    }
+    throw err
+  }
+  const logger = createLogger({ level: process.env.LOG_LEVEL ?? 'info' })
+  const sidecar = await startSidecar({
+    config,
+    logger,
+    ...(parsed.command.length > 0 ? { command: parsed.command } : {}),
+    watchConfig: true,
+  })
+  const onStop = (signal: NodeJS.Signals): void => { void sidecar.shutdown(signal) }
+  process.on('SIGTERM', onStop)
+  process.on('SIGINT', onStop)
+  process.on('SIGQUIT', () => { sidecar.forward('SIGQUIT') })
+  process.on('SIGHUP', () => {
+    sidecar.forward('SIGHUP')
+    void sidecar.reload()
+  })
+  return sidecar.done
+}
+
+export async function main (argv: readonly string[], io: Io = { stdout: process.stdout, stderr: process.stderr }): Promise<number> {
+  const [first, ...rest] = argv
+  switch (first) {
+    case 'check': {
+      const { runCheck } = await import('./commands/check.ts')
+      return runCheck(rest, io)
+    }
+    case 'explain': {
+      const { runExplain } = await import('./commands/explain.ts')
+      return runExplain(rest, io)
+    }
+    case 'dev': {
+      const { main: dev } = await import('./emulator/dev.ts')
+      return dev(rest)
+    }
+    case 'help':
+    case '--help':
+    case '-h':
+      io.stdout.write(`${USAGE}\n`)
+      return 0
+    case '--version':
+    case '-v':
+      io.stdout.write(`${version()}\n`)
+      return 0
+    default:
+      return run(argv, io)
+  }
+}
+
+// Run when executed (node src/cli.ts, the npm bin, or the bundle), not when imported by tests.
+const entry = process.argv[1]
+if (entry !== undefined && /(?:^|[/\\])(?:cli\.[jt]s|fly-replay-sidecar(?:\.mjs)?)$/.test(entry)) {
+  main(process.argv.slice(2)).then((code) => { process.exit(code) }, (err: unknown) => {
+    const msg = isSidecarError(err) ? `${err.code}: ${err.message}` : err instanceof Error ? err.message : String(err)
+    process.stderr.write(`fly-replay-sidecar: ${msg}\n`)
+    process.exit(1)
+  })
+}

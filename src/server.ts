@@ -1,0 +1,120 @@
+// Fastify wiring: the health route (registered before the catch-all, so no rule can shadow it),
+// one catch-all route that hands the raw request to the request handler, and upgrade handling.
+// Bodies are never parsed by Fastify: a `*` content-type parser leaves the stream untouched.
+import Fastify, { type FastifyInstance } from 'fastify'
+import type { AddressInfo } from 'node:net'
+import type { Logger } from 'pino'
+import { createRequestHandler, type Routing } from './request-handler.ts'
+import type { PoolMachines } from './machines/types.ts'
+import type { Forwarder } from './proxy/forward.ts'
+import type { SidecarMetrics } from './metrics.ts'
+import { healthResponse } from './health.ts'
+import { canConnect } from './app-probe.ts'
+import { SidecarError } from './errors.ts'
+
+const HEALTH_PROBE_TIMEOUT_MS = 1000
+const METHODS = ['DELETE', 'GET', 'HEAD', 'PATCH', 'POST', 'PUT', 'OPTIONS', 'PROPFIND', 'PROPPATCH', 'MKCOL', 'COPY', 'MOVE', 'LOCK', 'UNLOCK', 'TRACE', 'SEARCH', 'REPORT', 'MKCALENDAR']
+
+export interface ServerOptions {
+  readonly logger: Logger
+  readonly forwarder: Forwarder
+  readonly pools: PoolMachines
+  readonly metrics: SidecarMetrics | undefined
+  /** Current routing; read per request so a reload swaps it atomically. */
+  readonly routing: () => Routing
+}
+
+export interface SidecarServer {
+  readonly fastify: FastifyInstance
+  listen (host: string, port: number): Promise<AddressInfo>
+  /** Stop accepting; resolves when in-flight requests are done. */
+  close (): Promise<void>
+  /** Destroy every remaining connection (after the drain timeout). */
+  closeAllConnections (): void
+  /** Requests currently being served. */
+  inFlight (): number
+}
+
+export function createServer (options: ServerOptions): SidecarServer {
+  const { logger } = options
+  const started = Date.now()
+  let everUp = false
+  let inFlight = 0
+  const handler = createRequestHandler(options)
+
+  const fastify = Fastify({
+    logger: false,
+    // Requests are logged once by the request handler with their decision.
+    disableRequestLogging: true,
+    // Headers and paths go to the app as received; Fastify must not rewrite or reject them.
+    ignoreTrailingSlash: false,
+    ignoreDuplicateSlashes: false,
+    maxParamLength: 100_000,
+    // The query is read raw by the rules; Fastify's parse of it would be wasted work.
+    querystringParser: () => ({}),
+    // Long event streams and uploads must not be cut by the sidecar itself.
+    requestTimeout: 0,
+    connectionTimeout: 0,
+    keepAliveTimeout: 75_000,
+    return503OnClosing: true,
+    forceCloseConnections: 'idle',
+  })
+
+  fastify.removeAllContentTypeParsers()
+  fastify.addContentTypeParser('*', (_req, _payload, done) => { done(null) })
+
+  fastify.route({
+    method: ['GET', 'HEAD'],
+    url: options.routing().config.health.path,
+    handler: async (_request, reply) => {
+      const routing = options.routing()
+      const appUp = await canConnect(routing.config.app.url, HEALTH_PROBE_TIMEOUT_MS)
+      if (appUp) everUp = true
+      const h = healthResponse({ appUp, everUp, pool: routing.config.pool, onFly: routing.onFly, pools: options.pools.snapshot(), uptimeMs: Date.now() - started })
+      return reply.code(h.status).header('cache-control', 'no-store').send(h.body)
+    },
+  })
+
+  const catchAll = (request: { raw: import('node:http').IncomingMessage }, reply: { hijack: () => void, raw: import('node:http').ServerResponse }): void => {
+    reply.hijack()
+    const res = reply.raw
+    inFlight++
+    res.once('close', () => { inFlight-- })
+    handler.handle(request.raw, res)
+  }
+  fastify.route({ method: METHODS, url: '/', handler: catchAll })
+  fastify.route({ method: METHODS, url: '/*', handler: catchAll })
+
+  fastify.setErrorHandler((err, _request, reply) => {
+    // Only Fastify's own errors reach here (bad URL, unsupported method): answer in our shape.
+    const status = typeof err.statusCode === 'number' && err.statusCode >= 400 ? err.statusCode : 500
+    const body = { error: { code: status >= 500 ? 'SIDECAR_ERR_SERVER_INTERNAL' : 'SIDECAR_ERR_SERVER_BAD_REQUEST', message: status >= 500 ? 'the sidecar failed to handle the request' : err.message } }
+    if (status >= 500) logger.error({ err }, 'server error')
+    void reply.code(status).send(body)
+  })
+
+  fastify.server.on('upgrade', (req, socket, head) => {
+    socket.on('error', (err) => { logger.debug({ err }, 'upgrade socket error') })
+    try {
+      handler.upgrade(req, socket, head)
+    } catch (err) {
+      logger.error({ err }, 'upgrade failed')
+      socket.destroy()
+    }
+  })
+
+  return {
+    fastify,
+    async listen (host, port) {
+      try {
+        await fastify.listen({ host, port })
+      } catch (err) {
+        throw new SidecarError('SIDECAR_ERR_SERVER_LISTEN', [`${host}:${port}`], { cause: err })
+      }
+      return fastify.server.address() as AddressInfo
+    },
+    close: () => fastify.close(),
+    closeAllConnections: () => { fastify.server.closeAllConnections() },
+    inFlight: () => inFlight,
+  }
+}
