@@ -31,6 +31,11 @@ export const codes = {
 
   // ── CHILD: supervising the app process ─────────────────────────────────────
 
+  // ── SERVER: the sidecar's own HTTP server ───────────────────────────────────
+  SIDECAR_ERR_SERVER_INTERNAL: { status: 500, message: 'the sidecar failed to handle the request' },
+  SIDECAR_ERR_SERVER_LISTEN: { message: 'cannot listen on %s' },
+  SIDECAR_ERR_SERVER_BAD_REQUEST: { status: 400, message: 'bad request: %s' },
+
   // ── CLI: command line ──────────────────────────────────────────────────────
   SIDECAR_ERR_CLI_USAGE: { message: '%s' },
 } as const satisfies Record<string, ErrorSpec>
