@@ -12,6 +12,7 @@ import { buildRouting, type Routing } from './request-handler.ts'
 import { createServer, type SidecarServer } from './server.ts'
 import { createForwarder } from './proxy/forward.ts'
 import { createPoolMachines } from './machines/pool.ts'
+import type { PoolMachines } from './machines/types.ts'
 import { createMetrics, startMetricsServer, type SidecarMetrics } from './metrics.ts'
 import { superviseApp, type AppExit, type Supervisor } from './supervisor.ts'
 import { isSidecarError } from './errors.ts'
@@ -26,6 +27,8 @@ export interface SidecarOptions {
   readonly env?: NodeJS.ProcessEnv
   /** Reload when the config file changes (SIGHUP always reloads). */
   readonly watchConfig?: boolean
+  /** Replaces the Machines API client (tests, embedding). */
+  readonly pools?: PoolMachines
 }
 
 export interface Sidecar {
@@ -53,7 +56,7 @@ export async function startSidecar (options: SidecarOptions): Promise<Sidecar> {
   const config = options.config
 
   const metrics: SidecarMetrics | undefined = config.metrics === null ? undefined : createMetrics()
-  const pools = createPoolMachines({
+  const pools = options.pools ?? createPoolMachines({
     config,
     logger: logger.child({ component: 'machines' }),
     ...(metrics === undefined
