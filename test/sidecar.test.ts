@@ -1,0 +1,220 @@
+// The whole sidecar in-process, on Fly (FLY_* set) with a stub pool client and a real app on
+// loopback: every decision of contract §4 observed on the wire, and the app's view of it.
+import t, { type Test } from 'tap'
+import http from 'node:http'
+import net from 'node:net'
+import { createHash } from 'node:crypto'
+import { request } from 'undici'
+import pino from 'pino'
+import { parseConfig } from '../src/config/load.ts'
+import { startSidecar, type Sidecar } from '../src/sidecar.ts'
+import type { PoolMachines, PoolPick } from '../src/machines/types.ts'
+import { SidecarError } from '../src/errors.ts'
+import { closeServer, listen } from './helpers/net.ts'
+
+const LIVEWIRE_PROCESS = JSON.stringify({ components: [{ snapshot: '{}', calls: [{ path: '', method: 'process', params: [] }] }] })
+const LIVEWIRE_OTHER = JSON.stringify({ components: [{ snapshot: '{}', calls: [{ path: '', method: 'refresh', params: [] }] }] })
+
+function sha (b: Buffer | string): string { return createHash('sha256').update(b).digest('hex') }
+
+interface Seen { method: string, url: string, sha256: string, bytes: number, headers: http.IncomingHttpHeaders }
+
+async function startApp (t: Test, name = 'app'): Promise<{ port: number, seen: Seen[] }> {
+  const seen: Seen[] = []
+  const server = http.createServer((req, res) => {
+    const hash = createHash('sha256')
+    let bytes = 0
+    req.on('data', (c: Buffer) => { hash.update(c); bytes += c.length })
+    req.on('end', () => {
+      const s = { method: req.method ?? '', url: req.url ?? '', sha256: hash.digest('hex'), bytes, headers: req.headers }
+      seen.push(s)
+      res.writeHead(200, { 'content-type': 'application/json', 'x-served-by': name })
+      res.end(JSON.stringify({ url: s.url, sha256: s.sha256, bytes }))
+    })
+  })
+  const port = await listen(server)
+  t.teardown(() => closeServer(server))
+  return { port, seen }
+}
+
+function stubPools (pick: (pool: string) => PoolPick): PoolMachines & { picks: string[], failed: string[] } {
+  const picks: string[] = []
+  const failed: string[] = []
+  return {
+    picks,
+    failed,
+    pick: async (pool) => { picks.push(pool); return pick(pool) },
+    reportFailed: (pool, id) => { failed.push(`${pool}/${id}`) },
+    snapshot: () => [],
+    close: async () => {},
+  }
+}
+
+const ok = (): PoolPick => ({ ok: true, machineId: 'tasker-1' })
+
+async function start (t: Test, opts: { appPort: number, pool?: string, taskerExtra?: string, pools?: PoolMachines, privatePort?: number }): Promise<Sidecar> {
+  const yaml = `listen: 127.0.0.1:0
+app:
+  url: http://127.0.0.1:${opts.appPort}
+  ready-timeout: 1s
+metrics: false
+fly:
+  replay-timeout: 45s
+  private-url: http://127.0.0.1:${opts.privatePort ?? 1}
+pools:
+  tasker:
+    size: 1
+${opts.taskerExtra ?? ''}
+rules:
+  - name: health-shadow
+    match:
+      path: /_sidecar/health
+    to: tasker
+  - name: livewire-process
+    match:
+      method: POST
+      path: /livewire/update
+      headers: { x-livewire: true }
+      json:
+        components[*].calls[*].method: process
+    to: tasker
+  - name: reports
+    match:
+      path: /reports/**
+    to: tasker
+`
+  const env: NodeJS.ProcessEnv = { FLY_APP_NAME: 'demo', FLY_MACHINE_ID: 'web-1', FLY_REGION: 'ams', FLY_IMAGE_REF: 'registry.fly.io/demo:1', FLY_API_TOKEN: 'secret-token' }
+  if (opts.pool !== undefined) env.SIDECAR_POOL = opts.pool
+  const config = parseConfig(yaml, '/tmp/routes.yaml', env)
+  const sidecar = await startSidecar({ config, logger: pino({ level: 'silent' }), pools: opts.pools ?? stubPools(ok) })
+  t.teardown(() => sidecar.shutdown())
+  return sidecar
+}
+
+function url (s: Sidecar, p: string): string { return `http://127.0.0.1:${s.address.port}${p}` }
+
+t.test('on an app Machine', async (t) => {
+  const app = await startApp(t)
+  const pools = stubPools(ok)
+  const s = await start(t, { appPort: app.port, pools })
+
+  t.test('a Livewire process() call is answered with fly-replay and never reaches the app', async (t) => {
+    const before = app.seen.length
+    const res = await request(url(s, '/livewire/update'), { method: 'POST', headers: { 'content-type': 'application/json', 'x-livewire': '' }, body: LIVEWIRE_PROCESS })
+    t.equal(res.statusCode, 307)
+    t.equal(res.headers['fly-replay'], 'instance=tasker-1;timeout=45s;fallback=prefer_self;state=livewire-process')
+    await res.body.text()
+    t.equal(app.seen.length, before, 'app untouched')
+  })
+
+  t.test('another Livewire call is inspected and proxied with its original bytes', async (t) => {
+    // Odd spacing and key order: a re-serialised body would differ.
+    const body = `{ "components" : [ {"calls":[{"method":"refresh"}], "snapshot":"{}"} ] }`
+    const res = await request(url(s, '/livewire/update'), { method: 'POST', headers: { 'content-type': 'application/json', 'x-livewire': 'true' }, body })
+    t.equal(res.statusCode, 200)
+    const got = await res.body.json() as { sha256: string }
+    t.equal(got.sha256, sha(body))
+    t.equal(res.headers['x-served-by'], 'app')
+  })
+
+  t.test('a request matching no rule is proxied untouched', async (t) => {
+    const res = await request(url(s, '/a/b?c=%2B+d'), { method: 'PUT', body: LIVEWIRE_OTHER })
+    t.equal(res.statusCode, 200)
+    t.strictSame(await res.body.json(), { url: '/a/b?c=%2B+d', sha256: sha(LIVEWIRE_OTHER), bytes: LIVEWIRE_OTHER.length })
+  })
+
+  t.test('a path rule replays without reading the body', async (t) => {
+    const res = await request(url(s, '/reports/2026/q3.csv'))
+    t.equal(res.statusCode, 307)
+    t.equal(res.headers['fly-replay'], 'instance=tasker-1;timeout=45s;fallback=prefer_self;state=reports')
+    await res.body.dump()
+  })
+
+  t.test('an already replayed request is served here', async (t) => {
+    const res = await request(url(s, '/reports/x'), { headers: { 'fly-replay-src': 'instance=web-2;region=ams;t=1;state=reports' } })
+    t.equal(res.statusCode, 200)
+    t.equal(res.headers['fly-replay'], undefined)
+    await res.body.dump()
+  })
+
+  t.test('a fallback is served here and the named Machine is reported', async (t) => {
+    const res = await request(url(s, '/reports/x'), { headers: { 'fly-replay-failed': 'instance=tasker-9;app=demo;region=ams;replay_source=web-1;reason=timeout;elapsed_ms=30001' } })
+    t.equal(res.statusCode, 200)
+    await res.body.dump()
+    t.strictSame(pools.failed, ['tasker/tasker-9'])
+  })
+
+  t.test('the health path cannot be shadowed by a rule', async (t) => {
+    const res = await request(url(s, '/_sidecar/health'))
+    t.equal(res.statusCode, 200)
+    const body = await res.body.json() as { status: string }
+    t.equal(body.status, 'ok')
+    t.equal(res.headers['fly-replay'], undefined)
+  })
+
+  t.test('a WebSocket upgrade for a pool path is answered with fly-replay on the socket', async (t) => {
+    const answer = await new Promise<string>((resolve, reject) => {
+      const sock = net.connect(s.address.port, '127.0.0.1', () => {
+        sock.write('GET /reports/live HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n')
+      })
+      let data = ''
+      sock.on('data', (c) => { data += c.toString() })
+      sock.on('end', () => { resolve(data) })
+      sock.on('error', reject)
+    })
+    t.match(answer, /^HTTP\/1\.1 307 /)
+    t.match(answer, /fly-replay: instance=tasker-1;timeout=45s;fallback=prefer_self;state=reports\r\n/)
+  })
+})
+
+t.test('on a tasker Machine', async (t) => {
+  const app = await startApp(t)
+  const s = await start(t, { appPort: app.port, pool: 'tasker' })
+
+  t.test('an ordinary request goes elsewhere', async (t) => {
+    const res = await request(url(s, '/dashboard'))
+    t.equal(res.statusCode, 307)
+    t.equal(res.headers['fly-replay'], 'elsewhere=true;state=default')
+    await res.body.dump()
+  })
+
+  t.test('a pool request is served here', async (t) => {
+    const res = await request(url(s, '/livewire/update'), { method: 'POST', headers: { 'content-type': 'application/json', 'x-livewire': '1' }, body: LIVEWIRE_PROCESS })
+    t.equal(res.statusCode, 200)
+    t.equal((await res.body.json() as { sha256: string }).sha256, sha(LIVEWIRE_PROCESS))
+  })
+})
+
+t.test('no Machine can be had', async (t) => {
+  const app = await startApp(t)
+  const down = (): PoolPick => ({ ok: false, error: new SidecarError('SIDECAR_ERR_MACHINES_UNAVAILABLE', ['no token']) })
+
+  t.test('unavailable: local serves the request here', async (t) => {
+    const s = await start(t, { appPort: app.port, pools: stubPools(down) })
+    const res = await request(url(s, '/reports/x'))
+    t.equal(res.statusCode, 200)
+    await res.body.dump()
+  })
+
+  t.test('unavailable: reject answers 503 with the JSON error', async (t) => {
+    const s = await start(t, { appPort: app.port, pools: stubPools(down), taskerExtra: '    unavailable: reject\n' })
+    const res = await request(url(s, '/reports/x'))
+    t.equal(res.statusCode, 503)
+    const body = await res.body.json() as { error: { code: string, message: string } }
+    t.equal(body.error.code, 'SIDECAR_ERR_REPLAY_POOL_UNAVAILABLE')
+    t.strictSame(Object.keys(body), ['error'])
+    t.strictSame(Object.keys(body.error).sort(), ['code', 'message'])
+  })
+})
+
+t.test('a body too large to replay is forwarded to the pool Machine, streamed', async (t) => {
+  const app = await startApp(t, 'app')
+  const tasker = await startApp(t, 'tasker')
+  const s = await start(t, { appPort: app.port, privatePort: tasker.port })
+  const big = Buffer.alloc(2 * 1024 * 1024, 7)
+  const res = await request(url(s, '/reports/upload'), { method: 'POST', body: big })
+  t.equal(res.statusCode, 200)
+  t.equal(res.headers['x-served-by'], 'tasker')
+  t.equal((await res.body.json() as { sha256: string }).sha256, sha(big))
+  t.equal(app.seen.length, 0)
+})
