@@ -1,0 +1,279 @@
+// Prometheus metrics: the sidecar's own counters, gauges and histograms in a private prom-client
+// Registry (plus Node's default process metrics), served on a separate port by node:http.
+import http from 'node:http'
+import { Registry, collectDefaultMetrics } from 'prom-client'
+import type { Metric } from 'prom-client'
+import type { Logger } from 'pino'
+import { SidecarError } from './errors.ts'
+
+export type Decision = 'local' | 'replay' | 'elsewhere' | 'forward' | 'reject'
+const DECISIONS: readonly Decision[] = ['local', 'replay', 'elsewhere', 'forward', 'reject']
+
+const PREFIX = 'fly_replay_sidecar_'
+
+/** Seconds: a local decision takes microseconds; a replay may wait for a Machine to be created. */
+const DECISION_BUCKETS = [0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60]
+/** Bytes: up to the 1 MiB replay limit and a little past it (`inspect.max-body` may be larger). */
+const BODY_BUCKETS = [256, 1024, 4096, 16384, 65536, 262144, 1048576, 4194304, 16777216]
+/** Seconds: Machines API calls, up to a 60 s `wait`. */
+const MACHINES_BUCKETS = [0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60]
+
+export interface SidecarMetrics {
+  readonly registry: Registry
+  /** One request decided; `rule` is the matched rule's name, `''` when none matched. */
+  decision (decision: Decision, rule: string, seconds: number): void
+  /** A request body was buffered for body rules. */
+  bodyInspected (bytes: number): void
+  /** A request to the app or a pool Machine failed; `code` is the SIDECAR_ERR_* or network code. */
+  upstreamError (code: string): void
+  /** A proxied response stream opened (+1) or ended (-1). */
+  stream (delta: 1 | -1): void
+  /** A WebSocket tunnel opened (+1) or closed (-1). */
+  websocket (delta: 1 | -1): void
+  /** One Machines API call: `op` (list, get, create, wait, destroy...) and its outcome. */
+  machinesCall (op: string, outcome: string, seconds: number): void
+  poolMachineCreated (pool: string): void
+  poolMachineReplaced (pool: string): void
+}
+
+type Labels = Readonly<Record<string, string>>
+
+/** A value with its labels, read at scrape time. */
+interface Cell { readonly labels: Labels, value: number }
+
+/**
+ * A counter or gauge whose series are plain cells. Callers keep the cell of each label set they
+ * use, so an increment is a property write: prom-client's own `labels()` children hash their
+ * labels into a string on every call, which the request path should not pay for.
+ */
+class CellFamily {
+  readonly name: string
+  readonly help: string
+  readonly type: 'counter' | 'gauge'
+  readonly aggregator = 'sum'
+  readonly cells: Cell[] = []
+
+  constructor (name: string, help: string, type: 'counter' | 'gauge') {
+    this.name = name
+    this.help = help
+    this.type = type
+  }
+
+  add (labels: Labels): Cell {
+    const cell = { labels, value: 0 }
+    this.cells.push(cell)
+    return cell
+  }
+
+  get (): { name: string, help: string, type: string, aggregator: string, values: { labels: Labels, value: number }[] } {
+    return { name: this.name, help: this.help, type: this.type, aggregator: this.aggregator, values: this.cells.map((c) => ({ labels: c.labels, value: c.value })) }
+  }
+
+  reset (): void {
+    for (const c of this.cells) c.value = 0
+  }
+}
+
+/** One histogram series: per-bucket counts kept non-cumulative, summed at scrape time. */
+class HistogramCell {
+  readonly labels: Labels
+  readonly counts: Float64Array
+  sum = 0
+  count = 0
+  private readonly bounds: readonly number[]
+
+  constructor (labels: Labels, bounds: readonly number[]) {
+    this.labels = labels
+    this.bounds = bounds
+    this.counts = new Float64Array(bounds.length)
+  }
+
+  observe (value: number): void {
+    this.sum += value
+    this.count++
+    const bounds = this.bounds
+    for (let i = 0; i < bounds.length; i++) {
+      if (value <= (bounds[i] as number)) { this.counts[i]!++; return }
+    }
+  }
+}
+
+class HistogramFamily {
+  readonly name: string
+  readonly help: string
+  readonly type = 'histogram'
+  readonly aggregator = 'sum'
+  readonly cells: HistogramCell[] = []
+  private readonly bounds: readonly number[]
+
+  constructor (name: string, help: string, bounds: readonly number[]) {
+    this.name = name
+    this.help = help
+    this.bounds = bounds
+  }
+
+  add (labels: Labels): HistogramCell {
+    const cell = new HistogramCell(labels, this.bounds)
+    this.cells.push(cell)
+    return cell
+  }
+
+  get (): { name: string, help: string, type: string, aggregator: string, values: { metricName: string, labels: Record<string, string>, value: number }[] } {
+    const values: { metricName: string, labels: Record<string, string>, value: number }[] = []
+    for (const cell of this.cells) {
+      let acc = 0
+      for (let i = 0; i < this.bounds.length; i++) {
+        acc += cell.counts[i] as number
+        values.push({ metricName: `${this.name}_bucket`, labels: { ...cell.labels, le: String(this.bounds[i]) }, value: acc })
+      }
+      values.push({ metricName: `${this.name}_bucket`, labels: { ...cell.labels, le: '+Inf' }, value: cell.count })
+      values.push({ metricName: `${this.name}_sum`, labels: { ...cell.labels }, value: cell.sum })
+      values.push({ metricName: `${this.name}_count`, labels: { ...cell.labels }, value: cell.count })
+    }
+    return { name: this.name, help: this.help, type: this.type, aggregator: this.aggregator, values }
+  }
+
+  reset (): void {
+    for (const c of this.cells) { c.counts.fill(0); c.sum = 0; c.count = 0 }
+  }
+}
+
+/** The cell for `key`, made on first sight (label sets are few: rules, pools, codes, ops). */
+function cellFor<C> (cache: Map<string, C>, key: string, make: () => C): C {
+  let cell = cache.get(key)
+  if (cell === undefined) {
+    cell = make()
+    cache.set(key, cell)
+  }
+  return cell
+}
+
+/**
+ * A fresh set of the sidecar's metrics in its own Registry (never prom-client's global one, so
+ * an embedding app and tests can make several), with Node's default process metrics.
+ */
+export function createMetrics (): SidecarMetrics {
+  const registry = new Registry()
+  collectDefaultMetrics({ register: registry })
+
+  const requests = new CellFamily(`${PREFIX}requests_total`, 'Requests by decision (local, replay, elsewhere, forward, reject) and matched rule ("" = no rule matched).', 'counter')
+  const decisionSeconds = new HistogramFamily(`${PREFIX}decision_duration_seconds`, 'Time from a request\'s arrival to its decision, including body buffering and the pool Machine lookup.', DECISION_BUCKETS)
+  const bodyBytes = new HistogramFamily(`${PREFIX}body_inspected_bytes`, 'Sizes of request bodies buffered for body rules (_sum is the total bytes inspected).', BODY_BUCKETS)
+  const upstreamErrors = new CellFamily(`${PREFIX}upstream_errors_total`, 'Failed requests to the app or a pool Machine, by error code.', 'counter')
+  const streams = new CellFamily(`${PREFIX}streams_in_flight`, 'Proxied requests whose response is still streaming.', 'gauge')
+  const websockets = new CellFamily(`${PREFIX}websockets_open`, 'Open WebSocket tunnels.', 'gauge')
+  const machinesCalls = new CellFamily(`${PREFIX}machines_api_requests_total`, 'Fly Machines API calls by operation and outcome.', 'counter')
+  const machinesSeconds = new HistogramFamily(`${PREFIX}machines_api_duration_seconds`, 'Fly Machines API call latency by operation.', MACHINES_BUCKETS)
+  const created = new CellFamily(`${PREFIX}pool_machines_created_total`, 'Pool Machines created, by pool.', 'counter')
+  const replaced = new CellFamily(`${PREFIX}pool_machines_replaced_total`, 'Pool Machines replaced because their image was stale, by pool.', 'counter')
+
+  for (const family of [requests, decisionSeconds, bodyBytes, upstreamErrors, streams, websockets, machinesCalls, machinesSeconds, created, replaced]) {
+    // Our families produce the same get() shape as prom-client's own metric classes.
+    registry.registerMetric(family as unknown as Metric)
+  }
+
+  // Every decision has its latency series from the start, so rate() works before the first replay.
+  const requestCells = new Map<string, Map<string, Cell>>()
+  const latencyCells = new Map<string, HistogramCell>()
+  for (const d of DECISIONS) {
+    requestCells.set(d, new Map())
+    latencyCells.set(d, decisionSeconds.add({ decision: d }))
+  }
+  const bodyCell = bodyBytes.add({})
+  const streamCell = streams.add({})
+  const websocketCell = websockets.add({})
+  const upstreamCells = new Map<string, Cell>()
+  const callCells = new Map<string, Map<string, Cell>>()
+  const callSecondsCells = new Map<string, HistogramCell>()
+  const createdCells = new Map<string, Cell>()
+  const replacedCells = new Map<string, Cell>()
+
+  return {
+    registry,
+    decision (decision, rule, seconds) {
+      const byRule = requestCells.get(decision)
+      if (byRule === undefined) return // not a Decision: only reachable from untyped callers
+      cellFor(byRule, rule, () => requests.add({ decision, rule })).value++
+      latencyCells.get(decision)!.observe(seconds)
+    },
+    bodyInspected (bytes) {
+      bodyCell.observe(bytes)
+    },
+    upstreamError (code) {
+      cellFor(upstreamCells, code, () => upstreamErrors.add({ code })).value++
+    },
+    stream (delta) {
+      streamCell.value += delta
+    },
+    websocket (delta) {
+      websocketCell.value += delta
+    },
+    machinesCall (op, outcome, seconds) {
+      const byOutcome = cellFor(callCells, op, () => new Map<string, Cell>())
+      cellFor(byOutcome, outcome, () => machinesCalls.add({ op, outcome })).value++
+      cellFor(callSecondsCells, op, () => machinesSeconds.add({ op })).observe(seconds)
+    },
+    poolMachineCreated (pool) {
+      cellFor(createdCells, pool, () => created.add({ pool })).value++
+    },
+    poolMachineReplaced (pool) {
+      cellFor(replacedCells, pool, () => replaced.add({ pool })).value++
+    },
+  }
+}
+
+export interface MetricsServer {
+  /** The bound port (useful with port 0). */
+  readonly port: number
+  close (): Promise<void>
+}
+
+/**
+ * Serves `metrics.registry` in the Prometheus text format at `cfg.path` on its own port, the
+ * `[metrics]` convention of fly.toml: scrapes never queue behind proxied traffic and the metrics
+ * never show on the app's public port.
+ */
+export async function startMetricsServer (
+  cfg: { readonly host: string, readonly port: number, readonly path: string },
+  metrics: SidecarMetrics,
+  logger: Logger
+): Promise<MetricsServer> {
+  const server = http.createServer((req, res) => {
+    const path = (req.url ?? '/').split('?', 1)[0]
+    if (path !== cfg.path) {
+      res.writeHead(404, { 'content-type': 'text/plain; charset=utf-8' }).end('not found\n')
+      return
+    }
+    if (req.method !== 'GET' && req.method !== 'HEAD') {
+      res.writeHead(405, { allow: 'GET, HEAD', 'content-type': 'text/plain; charset=utf-8' }).end('method not allowed\n')
+      return
+    }
+    metrics.registry.metrics().then((text) => {
+      res.writeHead(200, { 'content-type': metrics.registry.contentType, 'content-length': Buffer.byteLength(text) })
+      res.end(req.method === 'HEAD' ? undefined : text)
+    }, (err: unknown) => {
+      logger.error({ err }, 'metrics collection failed')
+      res.writeHead(500, { 'content-type': 'text/plain; charset=utf-8' }).end('metrics collection failed\n')
+    })
+  })
+  // A scrape is one short request: no reason to hold idle sockets open at shutdown.
+  server.keepAliveTimeout = 5_000
+
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', (err) => {
+      reject(new SidecarError('SIDECAR_ERR_SERVER_LISTEN', [`${cfg.host}:${cfg.port} (metrics)`], { cause: err }))
+    })
+    server.listen(cfg.port, cfg.host, () => resolve())
+  })
+  const address = server.address()
+  const port = typeof address === 'object' && address !== null ? address.port : cfg.port
+  logger.info({ address: `${cfg.host}:${port}`, path: cfg.path }, 'metrics listening')
+
+  return {
+    port,
+    close: () => new Promise<void>((resolve) => {
+      server.close(() => resolve())
+      server.closeAllConnections()
+    }),
+  }
+}
