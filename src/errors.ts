@@ -13,6 +13,7 @@ export const codes = {
   // ── CONFIG: loading and validating config/routes.yaml ─────────────────────
   SIDECAR_ERR_CONFIG_READ: { message: 'cannot read config file %s' },
   SIDECAR_ERR_CONFIG_INVALID: { message: 'invalid config %s' },
+  SIDECAR_ERR_CONFIG_SELECTOR: { message: 'invalid selector %s: %s' },
 
   // ── RULE: compiling and matching rules ─────────────────────────────────────
 
@@ -28,6 +29,15 @@ export const codes = {
 
   // ── MACHINES: the Fly Machines API client ──────────────────────────────────
   SIDECAR_ERR_MACHINES_UNAVAILABLE: { message: 'the Machines API cannot be used: %s' },
+  SIDECAR_ERR_MACHINES_UNKNOWN_POOL: { message: 'pool %s is not defined in the config' },
+  SIDECAR_ERR_MACHINES_HTTP: { message: 'Machines API %s answered %s (fly-request-id %s): %s' },
+  SIDECAR_ERR_MACHINES_TIMEOUT: { message: 'Machines API %s did not answer within %s ms' },
+  SIDECAR_ERR_MACHINES_NETWORK: { message: 'Machines API %s failed: %s' },
+  SIDECAR_ERR_MACHINES_BAD_RESPONSE: { message: 'Machines API %s answered a body that is not the expected JSON' },
+  SIDECAR_ERR_MACHINES_CIRCUIT_OPEN: { message: 'Machines API calls are paused for %s ms after %s consecutive failures' },
+  SIDECAR_ERR_MACHINES_NOT_STARTED: { message: 'Machine %s of pool %s did not reach started within %s ms' },
+  SIDECAR_ERR_MACHINES_CREATE_FAILED: { message: 'no Machine of pool %s could be created: %s' },
+  SIDECAR_ERR_MACHINES_CLOSED: { message: 'the pool Machines client is closed' },
 
   // ── CHILD: supervising the app process ─────────────────────────────────────
 
@@ -35,6 +45,10 @@ export const codes = {
   SIDECAR_ERR_SERVER_INTERNAL: { status: 500, message: 'the sidecar failed to handle the request' },
   SIDECAR_ERR_SERVER_LISTEN: { message: 'cannot listen on %s' },
   SIDECAR_ERR_SERVER_BAD_REQUEST: { status: 400, message: 'bad request: %s' },
+
+  // ── EMULATOR: the local Fly emulator (`dev`) ───────────────────────────────
+  SIDECAR_ERR_EMULATOR_MACHINE_START: { message: 'emulated Machine %s did not start: %s' },
+  SIDECAR_ERR_EMULATOR_SETUP: { message: 'the emulator cannot start: %s' },
 
   // ── CLI: command line ──────────────────────────────────────────────────────
   SIDECAR_ERR_CLI_USAGE: { message: '%s' },
