@@ -1,0 +1,378 @@
+// The TypeBox schema of config/routes.yaml: the one source of the file's shape, its JSON Schema
+// for editors, and the validator that reports every violation with the YAML position it came from.
+import { Type, type Static, type TSchema } from 'typebox'
+import { Compile } from 'typebox/compile'
+import { DEFAULTS } from './types.ts'
+import { DURATION_PATTERN, HOST_PORT_PATTERN, SIZE_PATTERN, formatDuration, formatSize } from './units.ts'
+
+/** Pool names: they go into metadata and env on Machines; `app` means the ordinary Machines. */
+export const POOL_NAME_PATTERN = '^(?!app$)[a-z][a-z0-9-]*$'
+/** A rule's `to`: a pool name, or `app`. */
+export const POOL_REF_PATTERN = '^[a-z][a-z0-9-]*$'
+/** Rule names are sent in the fly-replay `state` field, so they stay header-safe. */
+export const RULE_NAME_PATTERN = '^[A-Za-z0-9._-]+$'
+export const ENV_NAME_PATTERN = '^[A-Za-z_][A-Za-z0-9_]*$'
+/** RFC 9110 §5.6.2 token: header field names and methods. */
+export const TOKEN_PATTERN = "^[!#$%&'*+.^_`|~0-9A-Za-z-]+$"
+const URL_PATTERN = '^https?://'
+const ABSOLUTE_PATH_PATTERN = '^/'
+const RULE_PATH_PATTERN = '^[/~]'
+
+/** Human wording of each pattern, used in error messages (a regex is no help to a user). */
+const PATTERN_NOUNS: Readonly<Record<string, { noun: string, ifNumber?: string }>> = {
+  [DURATION_PATTERN]: { noun: 'a duration like "30s" (a number with ms, s, m or h)', ifNumber: 'a bare number has no unit, write e.g. "30s"' },
+  [SIZE_PATTERN]: { noun: 'a size like "64KiB" (a number with B, KiB, MiB, GiB, kB, MB or GB)', ifNumber: 'a bare number has no unit, write e.g. "1MiB"' },
+  [HOST_PORT_PATTERN]: { noun: 'host:port like "0.0.0.0:8080"', ifNumber: 'write the host too, e.g. "0.0.0.0:8080"' },
+  [POOL_NAME_PATTERN]: { noun: 'a pool name: a lower-case letter, then lower-case letters, digits or "-" ("app" is reserved)' },
+  [POOL_REF_PATTERN]: { noun: 'a pool name or "app"' },
+  [RULE_NAME_PATTERN]: { noun: 'a rule name of letters, digits, ".", "_" and "-" (it is sent in a header)' },
+  [ENV_NAME_PATTERN]: { noun: 'an environment variable name (letters, digits and "_", not starting with a digit)' },
+  [TOKEN_PATTERN]: { noun: 'an HTTP token (letters, digits and !#$%&\'*+-.^_`|~)' },
+  [URL_PATTERN]: { noun: 'an http:// or https:// URL' },
+  [ABSOLUTE_PATH_PATTERN]: { noun: 'a path starting with "/"' },
+  [RULE_PATH_PATTERN]: { noun: 'a path starting with "/" (a glob) or "~" (a regular expression)' },
+}
+
+/** Wording of the named unions. */
+const TITLE_NOUNS: Readonly<Record<string, string>> = {
+  Scalar: 'a string, number, true/false or null',
+  Condition: 'a value, a list of values, or a map with exactly one of equals, in, prefix, matches, exists',
+  Methods: 'an HTTP method or a list of methods',
+  Metrics: 'false (off), true (defaults) or a map',
+}
+
+const strict = { additionalProperties: false } as const
+
+const Duration = (defaultMs: number, description: string) =>
+  Type.String({ pattern: DURATION_PATTERN, default: formatDuration(defaultMs), description })
+
+const HostPort = (host: string, port: number, description: string) =>
+  Type.String({ pattern: HOST_PORT_PATTERN, default: `${host}:${port}`, description })
+
+const ScalarSchema = Type.Union([Type.String(), Type.Number(), Type.Boolean(), Type.Null()], { title: 'Scalar' })
+
+/** A condition on a header, query parameter, JSON selector or form field. */
+export const ConditionSchema = Type.Union([
+  ScalarSchema,
+  Type.Array(ScalarSchema, { minItems: 1, description: 'equals any of these' }),
+  Type.Object({ equals: ScalarSchema }, { ...strict, description: 'equals this value' }),
+  Type.Object({ in: Type.Array(ScalarSchema, { minItems: 1 }) }, { ...strict, description: 'equals any of these' }),
+  Type.Object({ prefix: Type.String() }, { ...strict, description: 'a string starting with this' }),
+  Type.Object({ matches: Type.String() }, { ...strict, description: 'a string matching this JavaScript regular expression (no slashes, no flags)' }),
+  Type.Object({ exists: Type.Boolean() }, { ...strict, description: 'true: present (any value, even empty); false: absent' }),
+], { title: 'Condition' })
+
+const Conditions = (description: string, keyPattern = '^.*$') =>
+  Type.Record(Type.String({ pattern: keyPattern }), ConditionSchema, { ...strict, description })
+
+const MatchSchema = Type.Object({
+  method: Type.Optional(Type.Union([
+    Type.String({ pattern: TOKEN_PATTERN }),
+    Type.Array(Type.String({ pattern: TOKEN_PATTERN }), { minItems: 1 }),
+  ], { title: 'Methods', description: 'a method or a list of methods (any case); absent = any' })),
+  path: Type.Optional(Type.String({
+    pattern: RULE_PATH_PATTERN,
+    description: 'exact path; `*` matches one segment, `**` any rest; `~^regex$` for a regular expression',
+  })),
+  headers: Type.Optional(Conditions('header name (any case) -> condition; `true` = present, `false` = absent', TOKEN_PATTERN)),
+  query: Type.Optional(Conditions('query parameter -> condition')),
+  json: Type.Optional(Conditions('selector (`a.b[*].c`, `[n]`, `["odd key"]`) -> condition on the JSON body')),
+  form: Type.Optional(Conditions('application/x-www-form-urlencoded field -> condition')),
+}, { ...strict, description: 'every condition must hold; an empty match matches every request' })
+
+const RuleSchema = Type.Object({
+  name: Type.Optional(Type.String({ pattern: RULE_NAME_PATTERN, description: 'sent as fly-replay `state`; default `rule-<n>`' })),
+  match: Type.Optional(MatchSchema),
+  to: Type.String({ pattern: POOL_REF_PATTERN, description: 'a pool defined under `pools`, or `app`' }),
+}, strict)
+
+const PoolSchema = Type.Object({
+  size: Type.Optional(Type.Integer({ minimum: 1, default: DEFAULTS.poolSize, description: 'at most this many Machines, created on demand' })),
+  autostop: Type.Optional(Type.Enum(['stop', 'suspend', 'off'], { default: DEFAULTS.poolAutostop, description: "the created Machines' services autostop" })),
+  env: Type.Optional(Type.Record(Type.String({ pattern: ENV_NAME_PATTERN }), Type.String(), {
+    ...strict,
+    description: "extra env for created Machines, merged over the clone of this Machine's env",
+  })),
+  guest: Type.Optional(Type.Object({
+    cpu_kind: Type.Optional(Type.Enum(['shared', 'performance'])),
+    cpus: Type.Optional(Type.Integer({ minimum: 1 })),
+    memory_mb: Type.Optional(Type.Integer({ minimum: 256, multipleOf: 256 })),
+  }, { ...strict, description: 'override of the cloned guest' })),
+  oversize: Type.Optional(Type.Enum(['forward', 'local', 'reject'], {
+    default: DEFAULTS.poolOversize,
+    description: 'a body too large to replay: forward it over the private network, serve it here, or answer 503',
+  })),
+  unavailable: Type.Optional(Type.Enum(['local', 'reject'], {
+    default: DEFAULTS.poolUnavailable,
+    description: 'no pool Machine can be had: serve it here, or answer 503',
+  })),
+}, strict)
+
+/** The whole file, as written (kebab-case keys, durations and sizes as strings). */
+export const ConfigFileSchema = Type.Object({
+  listen: Type.Optional(Type.String({
+    pattern: HOST_PORT_PATTERN,
+    default: `${DEFAULTS.listenHost}:${DEFAULTS.listenPort}`,
+    description: 'where the sidecar listens; default 0.0.0.0:${PORT:-8080}',
+  })),
+  app: Type.Object({
+    url: Type.String({ pattern: URL_PATTERN, description: 'where the app listens, e.g. http://127.0.0.1:8081 (no path)' }),
+    'ready-timeout': Type.Optional(Duration(DEFAULTS.appReadyTimeoutMs, 'early requests wait up to this long for the app port')),
+    'drain-timeout': Type.Optional(Duration(DEFAULTS.appDrainTimeoutMs, 'on SIGTERM/SIGINT, in-flight requests get this long before the app is signalled')),
+    'stop-timeout': Type.Optional(Duration(DEFAULTS.appStopTimeoutMs, 'after forwarding a stop signal, SIGKILL the app group after this long')),
+  }, strict),
+  health: Type.Optional(Type.Object({
+    path: Type.Optional(Type.String({ pattern: ABSOLUTE_PATH_PATTERN, default: DEFAULTS.healthPath, description: 'always answered by the sidecar itself' })),
+  }, strict)),
+  metrics: Type.Optional(Type.Union([
+    Type.Boolean(),
+    Type.Object({
+      listen: Type.Optional(HostPort(DEFAULTS.metricsHost, DEFAULTS.metricsPort, 'where the Prometheus metrics server listens')),
+      path: Type.Optional(Type.String({ pattern: ABSOLUTE_PATH_PATTERN, default: DEFAULTS.metricsPath })),
+    }, strict),
+  ], { title: 'Metrics', description: 'Prometheus metrics on a separate port; false turns them off' })),
+  inspect: Type.Optional(Type.Object({
+    'max-body': Type.Optional(Type.String({
+      pattern: SIZE_PATTERN,
+      default: formatSize(DEFAULTS.inspectMaxBodyBytes),
+      description: 'largest request body buffered for body rules',
+    })),
+  }, strict)),
+  fly: Type.Optional(Type.Object({
+    app: Type.Optional(Type.String({ description: 'default: env FLY_APP_NAME' })),
+    'machine-id': Type.Optional(Type.String({ description: 'default: env FLY_MACHINE_ID' })),
+    region: Type.Optional(Type.String({ description: 'default: env FLY_REGION' })),
+    image: Type.Optional(Type.String({ description: 'default: env FLY_IMAGE_REF' })),
+    'api-url': Type.Optional(Type.String({ pattern: URL_PATTERN, default: DEFAULTS.flyApiUrl, description: 'the Machines API base URL' })),
+    'api-token': Type.Optional(Type.String({ description: 'default: env FLY_API_TOKEN; a secret, never logged' })),
+    'replay-timeout': Type.Optional(Duration(DEFAULTS.flyReplayTimeoutMs, 'the `timeout` sent in fly-replay (must cover a cold start)')),
+    'private-url': Type.Optional(Type.String({
+      pattern: URL_PATTERN,
+      default: DEFAULTS.flyPrivateUrl,
+      description: 'where `oversize: forward` sends a request; {id}, {app} and {port} are filled in',
+    })),
+  }, strict)),
+  pools: Type.Optional(Type.Record(Type.String({ pattern: POOL_NAME_PATTERN }), PoolSchema, {
+    ...strict,
+    description: 'named pools of Machines that rules can send requests to',
+  })),
+  rules: Type.Optional(Type.Array(RuleSchema, { description: 'first match wins; no match means the `app` pool' })),
+}, { ...strict, title: 'fly-replay-sidecar config (config/routes.yaml)' })
+
+/** The file as written, after env expansion (what the schema accepts). */
+export type ConfigFile = Static<typeof ConfigFileSchema>
+
+const compiled = Compile(ConfigFileSchema)
+
+/** TypeBox's own verdict on a plain value: the loader asserts it agrees with checkNode(). */
+export function isConfigFile (value: unknown): value is ConfigFile {
+  return compiled.Check(value)
+}
+
+/** The JSON Schema published with the package (schema/routes.schema.json), as text. */
+export function renderJsonSchema (): string {
+  const schema = {
+    $schema: 'http://json-schema.org/draft-07/schema#',
+    $id: 'https://unpkg.com/fly-replay-sidecar/schema/routes.schema.json',
+    ...JSON.parse(JSON.stringify(ConfigFileSchema)) as object,
+  }
+  return JSON.stringify(schema, null, 2) + '\n'
+}
+
+// ── positioned YAML values and the validator over them ─────────────────────────
+
+/** 1-based line and column in the config file. */
+export interface Position { readonly line: number, readonly column: number }
+export type PathSegment = string | number
+
+export type YamlNode = YamlMap | YamlSeq | YamlScalar
+export interface YamlMap { readonly kind: 'map', readonly pos: Position, readonly entries: readonly YamlEntry[] }
+export interface YamlEntry { readonly key: string, readonly keyPos: Position, readonly value: YamlNode }
+export interface YamlSeq { readonly kind: 'seq', readonly pos: Position, readonly items: readonly YamlNode[] }
+export interface YamlScalar {
+  readonly kind: 'scalar'
+  readonly pos: Position
+  readonly value: string | number | boolean | null
+}
+
+export interface SchemaProblem { readonly pos: Position, readonly path: PathSegment[], readonly message: string }
+
+// TypeBox types are plain JSON Schema objects; this is the subset the config schema uses.
+interface JsonSchema {
+  type?: string
+  anyOf?: JsonSchema[]
+  const?: unknown
+  enum?: unknown[]
+  title?: string
+  pattern?: string
+  minLength?: number
+  minimum?: number
+  maximum?: number
+  multipleOf?: number
+  items?: JsonSchema
+  minItems?: number
+  properties?: Record<string, JsonSchema>
+  required?: string[]
+  patternProperties?: Record<string, JsonSchema>
+  additionalProperties?: boolean | JsonSchema
+}
+
+/**
+ * Checks a positioned YAML value against a schema (the whole file by default) and returns every
+ * violation, each with the position to blame: the value, or the key for unknown keys, or the
+ * parent's key for missing ones.
+ */
+export function checkNode (node: YamlNode, schema: TSchema = ConfigFileSchema): SchemaProblem[] {
+  const out: SchemaProblem[] = []
+  walk(node, schema as JsonSchema, [], node.pos, out)
+  return out
+}
+
+const regexCache = new Map<string, RegExp>()
+function regex (pattern: string): RegExp {
+  let re = regexCache.get(pattern)
+  if (re === undefined) regexCache.set(pattern, re = new RegExp(pattern))
+  return re
+}
+
+function walk (node: YamlNode, s: JsonSchema, path: PathSegment[], anchor: Position, out: SchemaProblem[]): void {
+  const fail = (message: string, pos = node.pos): void => { out.push({ pos, path, message }) }
+  if (s.anyOf !== undefined) { walkUnion(node, s, path, anchor, out); return }
+  if ('const' in s || s.enum !== undefined) {
+    const allowed = s.enum ?? [s.const]
+    if (node.kind !== 'scalar' || !allowed.includes(node.value)) fail(`must be ${describe(s)}${got(node)}`)
+    return
+  }
+  if (!fits(node, s)) { fail(`must be ${describe(s)}${got(node)}${wrongTypeHint(node, s)}`); return }
+  if (node.kind === 'scalar') {
+    const v = node.value
+    if (typeof v === 'string') {
+      if (s.pattern !== undefined && !regex(s.pattern).test(v)) fail(`must be ${describe(s)}${got(node)}`)
+      else if (s.minLength !== undefined && v.length < s.minLength) fail('must not be empty')
+    } else if (typeof v === 'number') {
+      if (s.minimum !== undefined && v < s.minimum) fail(`must be at least ${s.minimum}${got(node)}`)
+      else if (s.maximum !== undefined && v > s.maximum) fail(`must be at most ${s.maximum}${got(node)}`)
+      else if (s.multipleOf !== undefined && v % s.multipleOf !== 0) fail(`must be a multiple of ${s.multipleOf}${got(node)}`)
+    }
+  } else if (node.kind === 'seq') {
+    if (s.minItems !== undefined && node.items.length < s.minItems) fail(`must have at least ${s.minItems} item${s.minItems === 1 ? '' : 's'}`)
+    if (s.items !== undefined) {
+      for (const [i, item] of node.items.entries()) walk(item, s.items, [...path, i], item.pos, out)
+    }
+  } else {
+    walkMap(node, s, path, anchor, out)
+  }
+}
+
+function walkMap (node: YamlMap, s: JsonSchema, path: PathSegment[], anchor: Position, out: SchemaProblem[]): void {
+  const props = s.properties ?? {}
+  const patterns = Object.entries(s.patternProperties ?? {})
+  for (const entry of node.entries) {
+    const at = [...path, entry.key]
+    const prop = Object.hasOwn(props, entry.key) ? props[entry.key] : undefined
+    const pat = prop === undefined ? patterns.find(([p]) => regex(p).test(entry.key)) : undefined
+    const sub = prop ?? pat?.[1] ?? (typeof s.additionalProperties === 'object' ? s.additionalProperties : undefined)
+    if (sub !== undefined) {
+      walk(entry.value, sub, at, entry.keyPos, out)
+    } else if (s.additionalProperties === false) {
+      const [pattern] = patterns[0] ?? []
+      const message = pattern !== undefined && s.properties === undefined
+        ? `${JSON.stringify(entry.key)} is not ${PATTERN_NOUNS[pattern]?.noun ?? `a key matching /${pattern}/`}`
+        : `unknown key${suggest(entry.key, Object.keys(props))}`
+      out.push({ pos: entry.keyPos, path: at, message })
+    }
+  }
+  for (const key of s.required ?? []) {
+    if (!node.entries.some((e) => e.key === key)) out.push({ pos: anchor, path: [...path, key], message: 'is required' })
+  }
+}
+
+function walkUnion (node: YamlNode, s: JsonSchema, path: PathSegment[], anchor: Position, out: SchemaProblem[]): void {
+  const branches = s.anyOf ?? []
+  const trials = branches.map((b) => { const o: SchemaProblem[] = []; walk(node, b, path, anchor, o); return o })
+  if (trials.some((t) => t.length === 0)) return
+  // Blame the one branch the value was evidently meant for; otherwise say what would be accepted.
+  let pick = branches.flatMap((b, i) => fits(node, b) ? [i] : [])
+  if (pick.length > 1 && node.kind === 'map') {
+    pick = pick.filter((i) => branches[i]?.required?.some((k) => node.entries.some((e) => e.key === k)) === true)
+  }
+  const only = pick.length === 1 ? trials[pick[0] ?? 0] : undefined
+  if (only !== undefined) out.push(...only)
+  else out.push({ pos: node.pos, path, message: `must be ${describe(s)}${got(node)}` })
+}
+
+/** Whether the node is of the JSON type the schema (or any branch of it) asks for. */
+function fits (node: YamlNode, s: JsonSchema): boolean {
+  if (s.anyOf !== undefined) return s.anyOf.some((b) => fits(node, b))
+  if ('const' in s || s.enum !== undefined) {
+    return node.kind === 'scalar' && (s.enum ?? [s.const]).some((v) => typeof v === typeof node.value)
+  }
+  switch (s.type) {
+    case 'object': return node.kind === 'map'
+    case 'array': return node.kind === 'seq'
+    case 'integer': return node.kind === 'scalar' && Number.isInteger(node.value)
+    case 'number': return node.kind === 'scalar' && typeof node.value === 'number'
+    case 'null': return node.kind === 'scalar' && node.value === null
+    case 'string': case 'boolean': return node.kind === 'scalar' && typeof node.value === s.type
+    default: return true
+  }
+}
+
+/** What the schema accepts, in words. */
+export function describe (s: TSchema | JsonSchema): string {
+  const j = s as JsonSchema
+  if (j.title !== undefined && TITLE_NOUNS[j.title] !== undefined) return TITLE_NOUNS[j.title] ?? ''
+  if (j.anyOf !== undefined) return j.anyOf.map(describe).join(' or ')
+  if ('const' in j) return JSON.stringify(j.const)
+  if (j.enum !== undefined) return `one of ${j.enum.map((v) => JSON.stringify(v)).join(', ')}`
+  if (j.pattern !== undefined) return PATTERN_NOUNS[j.pattern]?.noun ?? `a string matching /${j.pattern}/`
+  switch (j.type) {
+    case 'string': return 'a string'
+    case 'integer': return j.minimum === undefined ? 'an integer' : `an integer of at least ${j.minimum}`
+    case 'number': return 'a number'
+    case 'boolean': return 'true or false'
+    case 'null': return 'null'
+    case 'array': return 'a list'
+    case 'object': return 'a map'
+    default: return 'a value'
+  }
+}
+
+function got (node: YamlNode): string {
+  if (node.kind === 'map') return ', got a map'
+  if (node.kind === 'seq') return ', got a list'
+  if (node.value === null) return ', got an empty value'
+  if (typeof node.value === 'string') {
+    const v = node.value.length > 60 ? node.value.slice(0, 57) + '...' : node.value
+    return `, got ${JSON.stringify(v)}`
+  }
+  return `, got ${String(node.value)}`
+}
+
+function wrongTypeHint (node: YamlNode, s: JsonSchema): string {
+  if (node.kind !== 'scalar' || s.type !== 'string' || node.value === null) return ''
+  if (s.pattern !== undefined) {
+    const hint = PATTERN_NOUNS[s.pattern]?.ifNumber
+    return hint !== undefined && typeof node.value === 'number' ? `: ${hint}` : ''
+  }
+  return `: quote it, e.g. "${String(node.value)}"`
+}
+
+/** ` (did you mean "ready-timeout"?)` for readyTimeout, ready_timeout or a small typo. */
+function suggest (key: string, known: string[]): string {
+  const norm = (k: string): string => k.toLowerCase().replace(/[-_]/g, '')
+  const best = known.find((k) => norm(k) === norm(key)) ?? known.find((k) => distance(k, key) <= 2)
+  return best === undefined ? '' : ` (did you mean ${JSON.stringify(best)}?)`
+}
+
+function distance (a: string, b: string): number {
+  let prev = Array.from({ length: b.length + 1 }, (_, i) => i)
+  for (let i = 1; i <= a.length; i++) {
+    const cur = [i]
+    for (let j = 1; j <= b.length; j++) {
+      cur[j] = Math.min((prev[j] ?? 0) + 1, (cur[j - 1] ?? 0) + 1, (prev[j - 1] ?? 0) + (a[i - 1] === b[j - 1] ? 0 : 1))
+    }
+    prev = cur
+  }
+  return prev[b.length] ?? 0
+}
