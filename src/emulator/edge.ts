@@ -285,6 +285,11 @@ export async function startEdge (options: EdgeOptions): Promise<Edge> {
       out[k] = v
     }
     if (inb.upgrade) { out.connection = 'Upgrade'; out.upgrade = inb.headers.upgrade ?? 'websocket' }
+    // A body of unknown length stays one (the sidecar treats it as not replayable): Node would
+    // otherwise send a buffered body with a content-length.
+    if (!inb.upgrade && inb.headers['transfer-encoding'] !== undefined && inb.headers['content-length'] === undefined) {
+      out['transfer-encoding'] = 'chunked'
+    }
     const xff = inb.headers['x-forwarded-for']
     out['x-forwarded-for'] = xff === undefined ? inb.clientIp : `${String(xff)}, ${inb.clientIp}`
     out['x-forwarded-proto'] = 'http'
@@ -417,7 +422,7 @@ export async function startEdge (options: EdgeOptions): Promise<Edge> {
 
     let current: Exclude<Exchange, { kind: 'unreachable' }> = ex
     for (;;) {
-      const instr: ReplayInstruction | undefined = current.kind === 'response' ? await replayInstruction(ex.res) : undefined
+      const instr: ReplayInstruction | undefined = current.kind === 'response' ? await replayInstruction(current.res) : undefined
       if (instr === undefined) return current
       current.release()
       const origin = current.machine
