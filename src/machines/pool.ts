@@ -1,0 +1,384 @@
+// PoolMachines over the Fly Machines API: a cache per pool, single-flight lookups and creations,
+// convergence after create races, stale-image replacement and stuck-create replacement.
+import { randomBytes } from 'node:crypto'
+import { setTimeout as sleep } from 'node:timers/promises'
+import type { Logger } from 'pino'
+import type { Config, PoolConfig } from '../config/types.ts'
+import { SidecarError, isSidecarError } from '../errors.ts'
+import type { Machine } from './api-types.ts'
+import { METADATA_CREATE_ID } from './api-types.ts'
+import { buildCreateRequest } from './clone.ts'
+import { DEFAULT_CLIENT_TIMING, createMachinesClient, isTransient } from './client.ts'
+import type { ClientTiming, MachinesClient } from './client.ts'
+import { DEAD_STATES, IDLE_STATES, viewPool } from './select.ts'
+import type { PoolMachineSnapshot, PoolMachines, PoolPick } from './types.ts'
+
+/** Timing knobs of the pools (and of the client underneath); tests shrink them. */
+export interface PoolTiming extends ClientTiming {
+  /** How long a lookup is trusted; after that the next pick refreshes in the background. */
+  readonly cacheTtlMs: number
+  /** After a failed lookup with nothing cached, picks fail at once for this long. */
+  readonly errorRetryMs: number
+  /** `timeout` of one wait call, in seconds (Fly's maximum is 60). */
+  readonly waitSeconds: number
+  /** A new Machine must reach `started` within this; one still `created` is destroyed and replaced. */
+  readonly startTimeoutMs: number
+  /** Pause before re-listing after an ambiguous create (the list lags behind creates). */
+  readonly relistDelayMs: number
+  /** Within this long after a create, a list that lacks the created Machine is checked with a get. */
+  readonly distrustEmptyMs: number
+  /** Create attempts per missing Machine (ambiguous failures and stuck creates included). */
+  readonly createAttempts: number
+}
+
+export const DEFAULT_POOL_TIMING: PoolTiming = {
+  ...DEFAULT_CLIENT_TIMING,
+  cacheTtlMs: 30_000,
+  errorRetryMs: 5_000,
+  waitSeconds: 60,
+  startTimeoutMs: 120_000,
+  relistDelayMs: 1_000,
+  distrustEmptyMs: 60_000,
+  createAttempts: 3,
+}
+
+export interface PoolMachinesHooks {
+  /** Every Machines API attempt (metrics). */
+  onCall?(op: string, outcome: string, seconds: number): void
+  onCreated?(pool: string): void
+  /** A Machine was created to replace one with a stale image. */
+  onReplaced?(pool: string): void
+}
+
+export interface PoolMachinesOptions {
+  readonly config: Config
+  readonly logger: Logger
+  /** Clock for cache expiry and the distrust window (tests). */
+  readonly now?: () => number
+  readonly hooks?: PoolMachinesHooks
+  readonly timing?: Partial<PoolTiming>
+  /** Jitter source (tests). */
+  readonly random?: () => number
+}
+
+interface PoolState {
+  readonly config: PoolConfig
+  /** Kept Machines in rotation order, and their ready-made picks. */
+  machines: Machine[]
+  picks: PoolPick[]
+  /** Machines with another image: a fallback while no current one can be had. */
+  stale: Machine[]
+  next: number
+  expiresAt: number
+  failUntil: number
+  refreshing: Promise<void> | undefined
+  growing: Promise<void> | undefined
+  lastCreate: { readonly id: string, readonly at: number } | undefined
+  /** Created by this process; the ones never handed out may be stopped as extras. */
+  readonly created: Set<string>
+  readonly handedOut: Set<string>
+  /** Stop/destroy already asked for (once per Machine). */
+  readonly retiring: Set<string>
+  lastError: SidecarError | undefined
+  lastOutcome: PoolMachineSnapshot['lastOutcome']
+}
+
+/** A create id: time-ordered and random, short enough for a Machine name. */
+function newCreateId (): string {
+  return `${Date.now().toString(36)}${randomBytes(4).toString('hex')}`
+}
+
+function asSidecarError (err: unknown, pool: string): SidecarError {
+  return isSidecarError(err) ? err : new SidecarError('SIDECAR_ERR_MACHINES_CREATE_FAILED', [pool, String(err)], { cause: err })
+}
+
+/** PoolMachines that answers every pick with `error` (not on Fly, no token). */
+function unavailable (error: SidecarError, pools: readonly string[]): PoolMachines {
+  const pick: PoolPick = { ok: false, error }
+  const at = new Date().toISOString()
+  return {
+    pick: async () => pick,
+    reportFailed: () => {},
+    snapshot: () => pools.map((pool) => ({ pool, machines: [], lastOutcome: { at, ok: false, message: error.message } })),
+    close: async () => {},
+  }
+}
+
+/**
+ * The Machines-API-backed PoolMachines. Not on Fly (no app name or Machine id) or without a
+ * token, every pick answers ok: false with SIDECAR_ERR_MACHINES_UNAVAILABLE saying why, and the
+ * caller applies the pool's `unavailable` policy.
+ */
+export function createPoolMachines (options: PoolMachinesOptions): PoolMachines {
+  const { config, logger, hooks } = options
+  const fly = config.fly
+  const poolNames = Object.keys(config.pools)
+  if (fly.app === undefined || fly.machineId === undefined) {
+    if (poolNames.length > 0) logger.info({ pools: poolNames }, 'not on fly: pools are unavailable')
+    return unavailable(new SidecarError('SIDECAR_ERR_MACHINES_UNAVAILABLE', ['not on Fly (FLY_APP_NAME or FLY_MACHINE_ID is not set)']), poolNames)
+  }
+  if (fly.apiToken === undefined || fly.apiToken.trim() === '') {
+    if (poolNames.length > 0) logger.warn({ pools: poolNames }, 'no fly api token: pools are unavailable')
+    return unavailable(new SidecarError('SIDECAR_ERR_MACHINES_UNAVAILABLE', ['no API token (set the FLY_API_TOKEN secret)']), poolNames)
+  }
+  const app = fly.app
+  const selfId = fly.machineId
+  const timing: PoolTiming = { ...DEFAULT_POOL_TIMING, ...options.timing }
+  const now = options.now ?? Date.now
+  const client: MachinesClient = createMachinesClient({
+    apiUrl: fly.apiUrl,
+    app,
+    token: fly.apiToken,
+    logger,
+    timing,
+    now,
+    ...(options.random === undefined ? {} : { random: options.random }),
+    ...(hooks?.onCall === undefined ? {} : { onCall: hooks.onCall.bind(hooks) }),
+  })
+  const states = new Map<string, PoolState>()
+  for (const pool of Object.values(config.pools)) {
+    states.set(pool.name, {
+      config: pool,
+      machines: [],
+      picks: [],
+      stale: [],
+      next: 0,
+      expiresAt: 0,
+      failUntil: 0,
+      refreshing: undefined,
+      growing: undefined,
+      lastCreate: undefined,
+      created: new Set(),
+      handedOut: new Set(),
+      retiring: new Set(),
+      lastError: undefined,
+      lastOutcome: undefined,
+    })
+  }
+  let closed = false
+  const closing = new AbortController()
+  let own: Promise<Machine> | undefined
+
+  /** This Machine's own record, read once (its config only changes with a restart). */
+  function ownRecord (): Promise<Machine> {
+    own ??= client.get(selfId).then((m) => {
+      if (m === undefined) throw new SidecarError('SIDECAR_ERR_MACHINES_UNAVAILABLE', [`this Machine (${selfId}) is not in app ${app}`])
+      return m
+    })
+    own.catch(() => { own = undefined })
+    return own
+  }
+
+  function outcome (state: PoolState, error?: SidecarError): void {
+    state.lastOutcome = error === undefined
+      ? { at: new Date(now()).toISOString(), ok: true }
+      : { at: new Date(now()).toISOString(), ok: false, message: error.message }
+  }
+
+  function choose (state: PoolState): PoolPick {
+    const pick = state.picks[state.next++ % state.picks.length] as PoolPick
+    if (pick.ok) state.handedOut.add(pick.machineId)
+    if (state.next >= 1e9) state.next = 0
+    return pick
+  }
+
+  function setMachines (state: PoolState, machines: Machine[]): void {
+    state.machines = machines
+    state.picks = machines.map((m) => Object.freeze({ ok: true as const, machineId: m.id }))
+  }
+
+  /** Background work never throws: its failures are logged and kept for the health body. */
+  function background (state: PoolState, what: string, work: Promise<unknown>): void {
+    work.catch((err: unknown) => {
+      if (closed) return
+      logger.warn({ pool: state.config.name, err }, `${what} failed`)
+    })
+  }
+
+  /** Stop (own, never handed out) or destroy (once idle) the Machines this pool does not keep. */
+  function retire (state: PoolState, machines: readonly Machine[], why: 'extra' | 'stale'): void {
+    for (const m of machines) {
+      if (IDLE_STATES.has(m.state ?? '')) {
+        if (state.retiring.has(`destroy:${m.id}`)) continue
+        state.retiring.add(`destroy:${m.id}`)
+        logger.info({ pool: state.config.name, machine: m.id, state: m.state, why }, 'destroying pool machine')
+        // Without force: Fly refuses to destroy a Machine that was woken meanwhile.
+        background(state, 'destroy', client.destroy(m.id, false).catch((err) => { state.retiring.delete(`destroy:${m.id}`); throw err }))
+      } else if (why === 'extra' && state.created.has(m.id) && !state.handedOut.has(m.id) && !state.retiring.has(`stop:${m.id}`)) {
+        // Ours, lost the race and never served: stop it now; a later lookup destroys it.
+        state.retiring.add(`stop:${m.id}`)
+        logger.info({ pool: state.config.name, machine: m.id }, 'stopping extra pool machine')
+        background(state, 'stop', client.stop(m.id))
+      }
+    }
+  }
+
+  /** A list of the pool → the cache, retiring what is not kept. */
+  async function apply (state: PoolState, listed: Machine[]): Promise<void> {
+    const pool = state.config
+    let machines = listed.filter((m) => m.id !== selfId)
+    const recent = state.lastCreate
+    // The list is eventually consistent (and once answered empty in an incident): within a
+    // minute of a create, a list without that Machine is checked against a get of it.
+    if (recent !== undefined && now() - recent.at < timing.distrustEmptyMs && !machines.some((m) => m.id === recent.id && !DEAD_STATES.has(m.state ?? ''))) {
+      const m = await client.get(recent.id)
+      if (m !== undefined && !DEAD_STATES.has(m.state ?? '')) machines = [...machines.filter((x) => x.id !== m.id), m]
+    }
+    const view = viewPool(machines, pool.name, pool.size, fly.image)
+    setMachines(state, [...view.keep])
+    state.stale = [...view.stale]
+    state.expiresAt = now() + timing.cacheTtlMs
+    retire(state, view.extras, 'extra')
+    if (view.keep.length > 0) retire(state, view.stale, 'stale')
+  }
+
+  /** Single flight: list, apply, and create what is missing (awaited only when nothing is usable). */
+  function refresh (state: PoolState): Promise<void> {
+    state.refreshing ??= (async () => {
+      try {
+        await apply(state, await client.list(state.config.name))
+        if (state.machines.length < state.config.size) {
+          const growing = grow(state)
+          if (state.machines.length === 0) await growing
+          else background(state, 'create', growing)
+        }
+        state.lastError = undefined
+        outcome(state)
+      } catch (err) {
+        const error = asSidecarError(err, state.config.name)
+        state.lastError = error
+        state.failUntil = now() + timing.errorRetryMs
+        // Keep serving what is cached; look again after errorRetryMs rather than on every pick.
+        state.expiresAt = Math.min(state.expiresAt, state.failUntil)
+        outcome(state, error)
+        if (!closed) logger.warn({ pool: state.config.name, err: error }, 'pool machine lookup failed')
+      } finally {
+        state.refreshing = undefined
+      }
+    })()
+    return state.refreshing
+  }
+
+  /** Single flight: create the missing Machines, wait for them, then re-list and converge. */
+  function grow (state: PoolState): Promise<void> {
+    state.growing ??= (async () => {
+      try {
+        const missing = state.config.size - state.machines.length
+        const replacing = state.stale.length
+        const results = await Promise.allSettled(Array.from({ length: missing }, () => createOne(state)))
+        const made = results.filter((r) => r.status === 'fulfilled').length
+        for (let i = 0; i < Math.min(made, replacing); i++) hooks?.onReplaced?.(state.config.name)
+        // Converge: racing sidecars may have created too; everyone keeps the oldest `size`.
+        await apply(state, await client.list(state.config.name))
+        const failure = results.find((r): r is PromiseRejectedResult => r.status === 'rejected')
+        if (state.machines.length === 0 && failure !== undefined) throw failure.reason
+      } finally {
+        state.growing = undefined
+      }
+    })()
+    return state.growing
+  }
+
+  /** Creates one Machine and waits for it to start; replaces one stuck in `created`. */
+  async function createOne (state: PoolState): Promise<Machine> {
+    const pool = state.config
+    const self = await ownRecord()
+    let lastError: unknown
+    for (let attempt = 0; attempt < timing.createAttempts; attempt++) {
+      if (closed) throw new SidecarError('SIDECAR_ERR_MACHINES_CLOSED')
+      const createId = newCreateId()
+      const request = buildCreateRequest(self, { pool, image: fly.image, region: fly.region, createId })
+      let machine: Machine | undefined
+      try {
+        machine = await client.create(request)
+      } catch (err) {
+        lastError = err
+        if (!isTransient(err)) throw new SidecarError('SIDECAR_ERR_MACHINES_CREATE_FAILED', [pool.name, (err as Error).message], { cause: err })
+        const status = (err as SidecarError).details?.status
+        if (status !== 429) {
+          // A 408/5xx/timeout create may have succeeded: look for its create id before retrying.
+          logger.warn({ pool: pool.name, createId, err }, 'create answered ambiguously, re-listing')
+          await sleep(timing.relistDelayMs, undefined, { signal: closing.signal })
+          machine = (await client.list(pool.name)).find((m) => m.config?.metadata?.[METADATA_CREATE_ID] === createId && !DEAD_STATES.has(m.state ?? ''))
+        }
+        if (machine === undefined) {
+          const retryAfter = (err as SidecarError).details?.retryAfterMs as number | undefined
+          await sleep(Math.min(retryAfter ?? timing.backoffBaseMs * 2 ** attempt, timing.maxRetryAfterMs), undefined, { signal: closing.signal })
+          continue
+        }
+      }
+      state.lastCreate = { id: machine.id, at: now() }
+      state.created.add(machine.id)
+      hooks?.onCreated?.(pool.name)
+      logger.info({ pool: pool.name, machine: machine.id, createId, region: machine.region, image: machine.config?.image }, 'pool machine created')
+      if (await waitStarted(machine.id)) {
+        logger.info({ pool: pool.name, machine: machine.id }, 'pool machine started')
+        return machine
+      }
+      const current = await client.get(machine.id)
+      if (current !== undefined && current.state !== 'created' && !DEAD_STATES.has(current.state ?? '')) {
+        throw new SidecarError('SIDECAR_ERR_MACHINES_NOT_STARTED', [machine.id, pool.name, timing.startTimeoutMs], { details: { state: current.state } })
+      }
+      // Stuck in `created` (seen for hours on Fly): destroy it and make another.
+      logger.warn({ pool: pool.name, machine: machine.id, state: current?.state }, 'pool machine stuck in created, replacing')
+      lastError = new SidecarError('SIDECAR_ERR_MACHINES_NOT_STARTED', [machine.id, pool.name, timing.startTimeoutMs])
+      state.retiring.add(`destroy:${machine.id}`)
+      if (current !== undefined && current.state === 'created') await client.destroy(machine.id, true)
+    }
+    throw new SidecarError('SIDECAR_ERR_MACHINES_CREATE_FAILED', [pool.name, lastError instanceof Error ? lastError.message : 'no attempt succeeded'], { cause: lastError })
+  }
+
+  /** Waits for `started` with calls of at most waitSeconds, until startTimeoutMs overall. */
+  async function waitStarted (id: string): Promise<boolean> {
+    const deadline = performance.now() + timing.startTimeoutMs
+    for (;;) {
+      const left = deadline - performance.now()
+      if (left <= 0) return false
+      if (await client.wait(id, 'started', Math.min(timing.waitSeconds, Math.ceil(left / 1000)))) return true
+    }
+  }
+
+  async function pickSlow (state: PoolState): Promise<PoolPick> {
+    await refresh(state)
+    if (state.picks.length > 0) return choose(state)
+    // No current Machine could be had: an old-image one still serves better than none.
+    const stale = state.stale[0]
+    if (stale !== undefined) return { ok: true, machineId: stale.id }
+    return { ok: false, error: state.lastError ?? new SidecarError('SIDECAR_ERR_MACHINES_CREATE_FAILED', [state.config.name, 'no Machine is available']) }
+  }
+
+  return {
+    pick (pool) {
+      const state = states.get(pool)
+      if (state === undefined) return Promise.resolve({ ok: false, error: new SidecarError('SIDECAR_ERR_MACHINES_UNKNOWN_POOL', [pool]) })
+      if (closed) return Promise.resolve({ ok: false, error: new SidecarError('SIDECAR_ERR_MACHINES_CLOSED') })
+      if (state.picks.length > 0) {
+        if (now() >= state.expiresAt && state.refreshing === undefined) void refresh(state)
+        return Promise.resolve(choose(state))
+      }
+      if (state.lastError !== undefined && now() < state.failUntil && state.refreshing === undefined) {
+        return Promise.resolve({ ok: false, error: state.lastError })
+      }
+      return pickSlow(state)
+    },
+    reportFailed (pool, machineId) {
+      const state = states.get(pool)
+      if (state === undefined || !state.machines.some((m) => m.id === machineId)) return
+      logger.info({ pool, machine: machineId }, 'replay to pool machine failed, looking again')
+      setMachines(state, state.machines.filter((m) => m.id !== machineId))
+      state.expiresAt = 0
+    },
+    snapshot () {
+      return [...states.values()].map((state) => ({
+        pool: state.config.name,
+        machines: state.machines.map((m) => ({ id: m.id, state: m.state ?? 'unknown' })),
+        ...(state.lastOutcome === undefined ? {} : { lastOutcome: state.lastOutcome }),
+      }))
+    },
+    async close () {
+      closed = true
+      closing.abort()
+      await client.close()
+    },
+  }
+}

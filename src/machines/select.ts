@@ -1,0 +1,53 @@
+// Pure: a listed pool's Machines → which to keep and use, which are extras or stale, and the
+// order requests rotate through. Every sidecar applies the same rule to the same list, so racing
+// app Machines agree on the kept set without talking to each other.
+import type { Machine } from './api-types.ts'
+import { METADATA_POOL } from './api-types.ts'
+
+/** Gone or going: never used, never counted. */
+export const DEAD_STATES: ReadonlySet<string> = new Set(['destroyed', 'destroying', 'failed'])
+/** Not running and not serving: an extra or stale Machine may be destroyed in these states. */
+export const IDLE_STATES: ReadonlySet<string> = new Set(['stopped', 'suspended'])
+
+/** Lower is better: started, then booting, then asleep (Fly's proxy wakes it on replay). */
+export function stateRank (state: string | undefined): number {
+  switch (state) {
+    case 'started': return 0
+    case 'starting': case 'created': case 'replacing': case 'updating': return 1
+    case 'stopped': case 'suspended': return 2
+    default: return 3
+  }
+}
+
+export interface PoolView {
+  /** The Machines requests go to: the oldest `size` with the current image, best state first. */
+  readonly keep: readonly Machine[]
+  /** Current image, but beyond `size`: destroyed once idle. */
+  readonly extras: readonly Machine[]
+  /** Another image (a deploy happened): used only while no current one exists, destroyed once idle. */
+  readonly stale: readonly Machine[]
+}
+
+function createdAt (m: Machine): number {
+  const t = Date.parse(m.created_at ?? '')
+  return Number.isNaN(t) ? Number.POSITIVE_INFINITY : t
+}
+
+/** Oldest first; ties (Fly answers whole seconds) broken by id so every sidecar agrees. */
+export function byAge (a: Machine, b: Machine): number {
+  return createdAt(a) - createdAt(b) || (a.id < b.id ? -1 : a.id > b.id ? 1 : 0)
+}
+
+/**
+ * Splits the list of one pool. `image` undefined (unknown) treats every image as current.
+ * Machines of other pools (the list filter is re-applied here) and dead ones are dropped.
+ */
+export function viewPool (machines: readonly Machine[], pool: string, size: number, image: string | undefined): PoolView {
+  const live = machines
+    .filter((m) => m.config?.metadata?.[METADATA_POOL] === pool && !DEAD_STATES.has(m.state ?? ''))
+    .sort(byAge)
+  const current = live.filter((m) => image === undefined || m.config?.image === image)
+  const stale = live.filter((m) => !current.includes(m))
+  const keep = current.slice(0, size).sort((a, b) => stateRank(a.state) - stateRank(b.state) || byAge(a, b))
+  return { keep, extras: current.slice(size), stale }
+}
