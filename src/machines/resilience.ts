@@ -54,7 +54,8 @@ export function parseRetryAfter (value: string | string[] | undefined, now: numb
   if (text === undefined || text.trim() === '') return undefined
   const trimmed = text.trim()
   if (/^\d+(\.\d+)?$/.test(trimmed)) return Math.round(Number(trimmed) * 1000)
-  const date = Date.parse(trimmed)
+  // An HTTP-date always names a day and month; Date.parse alone would read "-1" as a year.
+  const date = /[A-Za-z]{3}/.test(trimmed) ? Date.parse(trimmed) : Number.NaN
   if (Number.isNaN(date)) return undefined
   return Math.max(0, date - now)
 }
