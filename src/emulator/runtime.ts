@@ -110,8 +110,15 @@ export function descendants (pid: number): number[] {
   return out
 }
 
-function alive (pid: number): boolean {
-  try { process.kill(pid, 0); return true } catch { return false }
+/** Whether `pid` still runs; a zombie (ended, not yet reaped by init) counts as ended. */
+export function alive (pid: number): boolean {
+  try { process.kill(pid, 0) } catch { return false }
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8')
+    return stat.slice(stat.lastIndexOf(')') + 2, stat.lastIndexOf(')') + 3) !== 'Z'
+  } catch {
+    return true
+  }
 }
 
 function kill (pid: number, signal: NodeJS.Signals): void {

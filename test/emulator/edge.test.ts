@@ -1,7 +1,6 @@
 // The edge against tiny fake Machines (plain http servers that answer fly-replay): routing,
 // replay in both forms, elsewhere, the hop and body limits, fallbacks, wake, streaming, WebSockets.
-import t from 'tap'
-import type { Test } from 'tap'
+import t, { type Test } from 'tap'
 import http from 'node:http'
 import type { IncomingMessage, ServerResponse } from 'node:http'
 import { WebSocketServer, WebSocket } from 'ws'
