@@ -16,8 +16,10 @@ export const codes = {
   SIDECAR_ERR_CONFIG_SELECTOR: { message: 'invalid selector %s: %s' },
 
   // ── RULE: compiling and matching rules ─────────────────────────────────────
+  SIDECAR_ERR_RULE_COMPILE: { message: 'rule %s (line %s) cannot be compiled: %s' },
 
   // ── BODY: request body inspection ──────────────────────────────────────────
+  SIDECAR_ERR_BODY_ABORTED: { message: 'the request body ended early after %s bytes: %s' },
 
   // ── UPSTREAM: proxying to the app or to a pool Machine ─────────────────────
   SIDECAR_ERR_UPSTREAM_UNAVAILABLE: { status: 502, message: 'the app is not accepting connections' },
