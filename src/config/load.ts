@@ -4,7 +4,7 @@ import { readFile } from 'node:fs/promises'
 import path from 'node:path'
 import { LineCounter, isAlias, isMap, isScalar, isSeq, parseDocument, type Document, type Node as YNode, type ScalarTag } from 'yaml'
 import { SidecarError, isSidecarError } from '../errors.ts'
-import { POOL_NAME_PATTERN, checkNode, isConfigFile, type PathSegment, type Position, type YamlEntry, type YamlNode } from './schema.ts'
+import { POOL_NAME_PATTERN, checkNode, isConfigFile, restoreStrings, type PathSegment, type Position, type YamlEntry, type YamlNode, type YamlScalar } from './schema.ts'
 import { DEFAULTS, type Condition, type Config, type GuestOverride, type HostPort, type PoolConfig, type RuleConfig, type RuleMatch, type Scalar } from './types.ts'
 import { MAX_DURATION_MS, parseDuration, parseHostPort, parseSelector, parseSize } from './units.ts'
 
@@ -79,7 +79,7 @@ export function parseConfig (text: string, file: string, env: NodeJS.ProcessEnv 
   // A file that is not YAML has no trustworthy tree: its syntax errors are the whole story.
   if (problems.list.length > 0) throw problems.error()
 
-  const tree = new TreeBuilder(doc, at, env, problems).build(doc.contents, [], { line: 1, column: 1 })
+  const tree = restoreStrings(new TreeBuilder(doc, at, env, problems).build(doc.contents, [], { line: 1, column: 1 }))
   const before = problems.list.length
   for (const p of checkNode(tree)) problems.add(p.pos, p.path, p.message)
   const structureOk = problems.list.length === before
@@ -171,7 +171,7 @@ class TreeBuilder {
     }
     if (isScalar(node)) {
       const v = node.value
-      if (typeof v === 'string') return { kind: 'scalar', pos, value: this.#expand(v, node.type === 'PLAIN' && node.tag === undefined, pos, at) }
+      if (typeof v === 'string') return this.#expand(v, node.type === 'PLAIN' && node.tag === undefined, pos, at)
       if (typeof v === 'number' || typeof v === 'boolean' || v === null) return { kind: 'scalar', pos, value: v }
       if (typeof v === 'bigint') return { kind: 'scalar', pos, value: Number(v) }
       this.#problems.add(pos, at, `unsupported YAML value (${node.tag ?? typeof v})`)
@@ -186,23 +186,24 @@ class TreeBuilder {
   }
 
   /** Expands one string scalar; a plain one is re-read as a YAML scalar so `${N:-2}` is a number. */
-  #expand (text: string, plain: boolean, pos: Position, at: PathSegment[]): string | number | boolean | null {
-    if (!text.includes('$')) return text
+  #expand (text: string, plain: boolean, pos: Position, at: PathSegment[]): YamlScalar {
+    if (!text.includes('$')) return { kind: 'scalar', pos, value: text }
     const result = expandEnv(text, this.#env)
     if (typeof result !== 'string') {
       this.#problems.add(pos, at, result.error)
-      return text
+      return { kind: 'scalar', pos, value: text }
     }
-    if (!plain || result === '') return result
+    if (!plain || result === '') return { kind: 'scalar', pos, value: result }
     // Only the schema's scalar tags: a value like "[a, b]" or "x: y" stays a string.
     for (const tag of this.#doc.schema.tags) {
       if (tag.collection !== undefined || tag.default !== true) continue
       const scalarTag = tag as ScalarTag
       if (scalarTag.test?.test(result) !== true) continue
-      const v = scalarTag.resolve(result, () => {}, this.#doc.options)
-      return typeof v === 'number' || typeof v === 'boolean' || v === null ? v : result
+      const resolved = scalarTag.resolve(result, () => {}, this.#doc.options)
+      const v = isScalar(resolved) ? resolved.value : resolved // booleans come wrapped in a Scalar
+      return typeof v === 'number' || typeof v === 'boolean' || v === null ? { kind: 'scalar', pos, value: v, text: result } : { kind: 'scalar', pos, value: result }
     }
-    return result
+    return { kind: 'scalar', pos, value: result }
   }
 }
 
@@ -224,9 +225,8 @@ export function expandEnv (text: string, env: NodeJS.ProcessEnv): string | { err
     if (close === -1) return { error: `unterminated "\${" in ${JSON.stringify(text)} (write $$ for a literal $)` }
     const inner = text.slice(dollar + 2, close)
     const m = /^([A-Za-z_][A-Za-z0-9_]*)(?::-(.*))?$/s.exec(inner)
-    if (m === null || m[2]?.includes('${') === true) {
-      return { error: `invalid reference "\${${inner}}": write \${NAME} or \${NAME:-default}` }
-    }
+    if (m?.[2]?.includes('${') === true) return { error: `a default cannot hold another \${...}, got ${JSON.stringify(text)}` }
+    if (m === null) return { error: `invalid reference "\${${inner}}": write \${NAME} or \${NAME:-default}` }
     const value = env[m[1] ?? '']
     out += m[2] !== undefined && (value === undefined || value === '') ? m[2] : value ?? ''
     i = close + 1
@@ -273,7 +273,7 @@ function buildConfig (tree: YamlNode, file: string, env: NodeJS.ProcessEnv, p: P
     const hp = parseHostPort(text, DEFAULTS.listenHost)
     if (hp === undefined) {
       // The schema already rejected anything but the port range.
-      if (new RegExp('^.*:[0-9]{1,5}$').test(text)) p.add(e.value.pos, at, `port must be 0-65535, got ${JSON.stringify(text)}`)
+      if (/:[0-9]{1,5}$/.test(text)) p.add(e.value.pos, at, `port must be 0-65535, got ${JSON.stringify(text)}`)
       return fallback
     }
     return hp

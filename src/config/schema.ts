@@ -169,14 +169,41 @@ export function isConfigFile (value: unknown): value is ConfigFile {
   return compiled.Check(value)
 }
 
-/** The JSON Schema published with the package (schema/routes.schema.json), as text. */
+/** A value an editor sees before `${VAR}` expansion: any string with a reference in it. */
+const ENV_REFERENCE = { type: 'string', pattern: '\\$\\{[A-Za-z_][A-Za-z0-9_]*(:-[^}]*)?\\}' }
+
+/**
+ * The JSON Schema published with the package (schema/routes.schema.json), as text. Editors check
+ * the file as written, before expansion, so every value that is not a free string also accepts a
+ * string holding a `${VAR}` reference (the loader checks the expanded value).
+ */
 export function renderJsonSchema (): string {
   const schema = {
     $schema: 'http://json-schema.org/draft-07/schema#',
     $id: 'https://unpkg.com/fly-replay-sidecar/schema/routes.schema.json',
-    ...JSON.parse(JSON.stringify(ConfigFileSchema)) as object,
+    ...forEditors(JSON.parse(JSON.stringify(ConfigFileSchema)) as JsonSchema),
   }
   return JSON.stringify(schema, null, 2) + '\n'
+}
+
+function forEditors (s: JsonSchema): JsonSchema {
+  const out: JsonSchema = { ...s }
+  if (s.properties !== undefined) out.properties = mapValues(s.properties, forEditors)
+  if (s.patternProperties !== undefined) out.patternProperties = mapValues(s.patternProperties, forEditors)
+  if (s.items !== undefined) out.items = forEditors(s.items)
+  if (s.anyOf !== undefined) {
+    out.anyOf = s.anyOf.map(forEditors)
+    return out
+  }
+  const freeString = s.type === 'string' && s.pattern === undefined && s.minLength === undefined
+  if (s.properties !== undefined || s.patternProperties !== undefined || s.items !== undefined || freeString) return out
+  // A leaf that rejects some strings: keep its annotations outside so hovers still show them.
+  const { description, default: def, title, ...rule } = out as JsonSchema & { description?: string, default?: unknown }
+  return { ...(title === undefined ? {} : { title }), ...(description === undefined ? {} : { description }), ...(def === undefined ? {} : { default: def }), anyOf: [rule, ENV_REFERENCE] } as JsonSchema
+}
+
+function mapValues<T> (o: Record<string, T>, f: (v: T) => T): Record<string, T> {
+  return Object.fromEntries(Object.entries(o).map(([k, v]) => [k, f(v)]))
 }
 
 // ── positioned YAML values and the validator over them ─────────────────────────
@@ -193,6 +220,8 @@ export interface YamlScalar {
   readonly kind: 'scalar'
   readonly pos: Position
   readonly value: string | number | boolean | null
+  /** The expanded text, when `${VAR}` expansion of a plain scalar re-read it as a non-string. */
+  readonly text?: string
 }
 
 export interface SchemaProblem { readonly pos: Position, readonly path: PathSegment[], readonly message: string }
@@ -226,6 +255,26 @@ export function checkNode (node: YamlNode, schema: TSchema = ConfigFileSchema): 
   const out: SchemaProblem[] = []
   walk(node, schema as JsonSchema, [], node.pos, out)
   return out
+}
+
+/**
+ * Where the schema wants a string, puts back the text of a plain scalar that `${VAR}` expansion
+ * re-read as a number, boolean or null: `machine-id: ${FLY_MACHINE_ID}` stays a string even when
+ * the id is all digits, while `size: ${N}` is still a number.
+ */
+export function restoreStrings (node: YamlNode, schema: TSchema = ConfigFileSchema): YamlNode {
+  const s = schema as JsonSchema
+  if (node.kind === 'scalar') return node.text !== undefined && s.type === 'string' ? { kind: 'scalar', pos: node.pos, value: node.text } : node
+  if (node.kind === 'seq') return s.items === undefined ? node : { ...node, items: node.items.map((i) => restoreStrings(i, s.items as TSchema)) }
+  const patterns = Object.entries(s.patternProperties ?? {})
+  return {
+    ...node,
+    entries: node.entries.map((e) => {
+      const sub = (s.properties !== undefined && Object.hasOwn(s.properties, e.key) ? s.properties[e.key] : undefined) ??
+        patterns.find(([p]) => regex(p).test(e.key))?.[1]
+      return sub === undefined ? e : { ...e, value: restoreStrings(e.value, sub as TSchema) }
+    }),
+  }
 }
 
 const regexCache = new Map<string, RegExp>()

@@ -33,7 +33,7 @@ const BYTES_PER_UNIT: Readonly<Record<string, number>> = {
 export function parseDuration (text: string): number | undefined {
   const m = DURATION_RE.exec(text)
   if (m === null) return undefined
-  const unit = MS_PER_UNIT[m[3] ?? ''] ?? 1
+  const unit = MS_PER_UNIT[m[2] ?? ''] ?? 1
   return Math.round(Number.parseFloat(text) * unit)
 }
 
@@ -131,10 +131,10 @@ export function parseSelector (selector: string): SelectorStep[] {
       needKey = true
       i++
     } else {
-      if (!needKey) fail(i, 'expected "." or "[" before a key')
       BARE_KEY_RE.lastIndex = i
       const m = BARE_KEY_RE.exec(selector)
       if (m === null) fail(i, `unexpected ${JSON.stringify(c)}: quote such keys as ["..."]`)
+      if (!needKey) fail(i, 'expected "." or "[" before a key')
       steps.push({ kind: 'key', key: m?.[0] ?? '' })
       i = BARE_KEY_RE.lastIndex
       needKey = false
