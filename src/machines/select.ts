@@ -28,13 +28,15 @@ export interface PoolView {
   readonly stale: readonly Machine[]
 }
 
-function createdAt (m: Machine): number {
+type Dated = Pick<Machine, 'id' | 'created_at'>
+
+function createdAt (m: Dated): number {
   const t = Date.parse(m.created_at ?? '')
   return Number.isNaN(t) ? Number.POSITIVE_INFINITY : t
 }
 
 /** Oldest first; ties (Fly answers whole seconds) broken by id so every sidecar agrees. */
-export function byAge (a: Machine, b: Machine): number {
+export function byAge (a: Dated, b: Dated): number {
   return createdAt(a) - createdAt(b) || (a.id < b.id ? -1 : a.id > b.id ? 1 : 0)
 }
 
