@@ -68,6 +68,10 @@ interface PoolState {
   picks: PoolPick[]
   /** Machines with another image: a fallback while no current one can be had. */
   stale: Machine[]
+  /** How many current-image Machines the pool has (usable or not): what creation tops up to `size`. */
+  kept: number
+  /** Created here but never reached `started` in time: not handed out until a list shows them started. */
+  readonly unready: Set<string>
   next: number
   expiresAt: number
   failUntil: number
@@ -142,6 +146,8 @@ export function createPoolMachines (options: PoolMachinesOptions): PoolMachines 
       machines: [],
       picks: [],
       stale: [],
+      kept: 0,
+      unready: new Set(),
       next: 0,
       expiresAt: 0,
       failUntil: 0,
@@ -225,7 +231,9 @@ export function createPoolMachines (options: PoolMachinesOptions): PoolMachines 
       if (m !== undefined && !DEAD_STATES.has(m.state ?? '')) machines = [...machines.filter((x) => x.id !== m.id), m]
     }
     const view = viewPool(machines, pool.name, pool.size, fly.image)
-    setMachines(state, [...view.keep])
+    for (const m of view.keep) if (m.state === 'started') state.unready.delete(m.id)
+    setMachines(state, view.keep.filter((m) => !state.unready.has(m.id)))
+    state.kept = view.keep.length
     state.stale = [...view.stale]
     state.expiresAt = now() + timing.cacheTtlMs
     retire(state, view.extras, 'extra')
@@ -237,7 +245,7 @@ export function createPoolMachines (options: PoolMachinesOptions): PoolMachines 
     state.refreshing ??= (async () => {
       try {
         await apply(state, await client.list(state.config.name))
-        if (state.machines.length < state.config.size) {
+        if (state.kept < state.config.size) {
           const growing = grow(state)
           if (state.machines.length === 0) await growing
           else background(state, 'create', growing)
@@ -263,7 +271,7 @@ export function createPoolMachines (options: PoolMachinesOptions): PoolMachines 
   function grow (state: PoolState): Promise<void> {
     state.growing ??= (async () => {
       try {
-        const missing = state.config.size - state.machines.length
+        const missing = state.config.size - state.kept
         const replacing = state.stale.length
         const results = await Promise.allSettled(Array.from({ length: missing }, () => createOne(state)))
         const made = results.filter((r) => r.status === 'fulfilled').length
@@ -317,6 +325,7 @@ export function createPoolMachines (options: PoolMachinesOptions): PoolMachines 
       }
       const current = await client.get(machine.id)
       if (current !== undefined && current.state !== 'created' && !DEAD_STATES.has(current.state ?? '')) {
+        state.unready.add(machine.id)
         throw new SidecarError('SIDECAR_ERR_MACHINES_NOT_STARTED', [machine.id, pool.name, timing.startTimeoutMs], { details: { state: current.state } })
       }
       // Stuck in `created` (seen for hours on Fly): destroy it and make another.
