@@ -100,8 +100,9 @@ t.test('the first process() call creates the tasker and is replayed to it, strea
   t.ok((done[0] as number) < s.end - (ROWS - 1) * STEP_MS * 0.6, 'the first row arrived long before the stream ended')
 
   const id = s.headers.get('fly-request-id')
-  const mine = dev.events.filter((e) => e.requestId === id)
-  t.strictSame(mine.filter((e) => e.type !== 'done').map((e) => [e.type, e.machine, e.target]), [
+  // (A `wake` may come between: on a busy machine the 1 s idle time can pass before the replay.)
+  const mine = dev.events.filter((e) => e.requestId === id && e.type !== 'done' && e.type !== 'wake')
+  t.strictSame(mine.map((e) => [e.type, e.machine, e.target]), [
     ['route', main, undefined],
     ['replay', main, taskerId],
     ['served', taskerId, undefined],
