@@ -1,7 +1,7 @@
 // Fastify wiring: the health route (registered before the catch-all, so no rule can shadow it),
 // one catch-all route that hands the raw request to the request handler, and upgrade handling.
 // Bodies are never parsed by Fastify: a `*` content-type parser leaves the stream untouched.
-import Fastify, { type FastifyInstance } from 'fastify'
+import Fastify, { type FastifyError, type FastifyInstance } from 'fastify'
 import type { AddressInfo } from 'node:net'
 import type { Logger } from 'pino'
 import { createRequestHandler, type Routing } from './request-handler.ts'
@@ -85,7 +85,7 @@ export function createServer (options: ServerOptions): SidecarServer {
   fastify.route({ method: METHODS, url: '/', handler: catchAll })
   fastify.route({ method: METHODS, url: '/*', handler: catchAll })
 
-  fastify.setErrorHandler((err, _request, reply) => {
+  fastify.setErrorHandler((err: FastifyError, _request, reply) => {
     // Only Fastify's own errors reach here (bad URL, unsupported method): answer in our shape.
     const status = typeof err.statusCode === 'number' && err.statusCode >= 400 ? err.statusCode : 500
     const body = { error: { code: status >= 500 ? 'SIDECAR_ERR_SERVER_INTERNAL' : 'SIDECAR_ERR_SERVER_BAD_REQUEST', message: status >= 500 ? 'the sidecar failed to handle the request' : err.message } }
