@@ -1,0 +1,15 @@
+// The package's public API for embedding: the config loader, the rule engine, the pure
+// decisions and the sidecar itself. The CLI (src/cli.ts) is built on the same exports.
+export { loadConfig, parseConfig, formatProblems, resolveConfigPath, parseSelector, type ConfigProblem, type SelectorStep } from './config/load.ts'
+export type { Config, RuleConfig, RuleMatch, Condition, PoolConfig } from './config/types.ts'
+export { DEFAULTS, FLY_REPLAY_MAX_BODY_BYTES } from './config/types.ts'
+export { compileRules, type CompiledRule, type CompiledRules, type RequestHead } from './rules/compile.ts'
+export { matchHead, matchBody, explainRules, type HeadMatch } from './rules/match.ts'
+export { readBodyPrefix, type BufferedBody } from './body/inspect.ts'
+export { parseBody, type ParsedBody } from './body/parse.ts'
+export { route, decidePool, isReplayable, needsPick, formatDuration, type Route, type RouteInput, type PoolDecision, type PoolInput } from './decision/decide.ts'
+export type { PoolMachines, PoolPick, PoolMachineSnapshot } from './machines/types.ts'
+export { createPoolMachines } from './machines/pool.ts'
+export { startSidecar, type Sidecar, type SidecarOptions } from './sidecar.ts'
+export { createLogger } from './log.ts'
+export { SidecarError, isSidecarError, codes, type ErrorCode } from './errors.ts'
