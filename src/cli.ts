@@ -5,7 +5,7 @@
 //   fly-replay-sidecar explain [--config FILE] [-X METHOD] [-H 'Name: value']... [-d @body|-d text] PATH
 //   fly-replay-sidecar dev [options]
 import { readFileSync } from 'node:fs'
-import { loadConfig, formatProblems, resolveConfigPath } from './config/load.ts'
+import { loadConfig, resolveConfigPath } from './config/load.ts'
 import { createLogger } from './log.ts'
 import { startSidecar } from './sidecar.ts'
 import { isSidecarError } from './errors.ts'
@@ -60,8 +60,8 @@ async function run (argv: readonly string[], io: Io): Promise<number> {
     config = await loadConfig(file, process.env)
   } catch (err) {
     if (isSidecarError(err)) {
-      const problems = err.details?.problems
-      io.stderr.write(`fly-replay-sidecar: ${Array.isArray(problems) ? `invalid config:\n${formatProblems(problems)}` : err.message}\n`)
+      // The message lists every problem as file:line:column: path: message.
+      io.stderr.write(`fly-replay-sidecar: ${err.message}\n`)
       return 2
     }
     throw err
