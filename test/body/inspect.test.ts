@@ -131,7 +131,7 @@ t.test('a client abort before the limit rejects with SIDECAR_ERR_BODY_ABORTED an
   const server = http.createServer((req) => {
     readBodyPrefix(req, 1_000_000).then(
       (b) => captured.push({ resolved: b.bytes.length }),
-      (err: unknown) => captured.push(err),
+      (err: unknown) => captured.push(err)
     )
   })
   const port = await listen(server)

@@ -64,7 +64,7 @@ t.test('parseBody: JSON', async (t) => {
   ]
   for (const c of cases) t.strictSame(parseBody(c.input.ct, { bytes: Buffer.from(c.input.bytes), complete: c.input.complete ?? true }), c.want, c.name)
   t.equal(({} as Record<string, unknown>).polluted, undefined, 'Object.prototype untouched')
-  t.equal(Object.prototype.hasOwnProperty.call(Object.prototype, 'x'), false, 'no x on Object.prototype')
+  t.equal(Object.hasOwn(Object.prototype, 'x'), false, 'no x on Object.prototype')
 })
 
 function nested (depth: number): unknown {
