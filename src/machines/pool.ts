@@ -257,7 +257,7 @@ export function createPoolMachines (options: PoolMachinesOptions): PoolMachines 
         state.lastError = error
         state.failUntil = now() + timing.errorRetryMs
         // Keep serving what is cached; look again after errorRetryMs rather than on every pick.
-        state.expiresAt = Math.min(state.expiresAt, state.failUntil)
+        state.expiresAt = state.failUntil
         outcome(state, error)
         if (!closed) logger.warn({ pool: state.config.name, err: error }, 'pool machine lookup failed')
       } finally {
@@ -277,7 +277,16 @@ export function createPoolMachines (options: PoolMachinesOptions): PoolMachines 
         const made = results.filter((r) => r.status === 'fulfilled').length
         for (let i = 0; i < Math.min(made, replacing); i++) hooks?.onReplaced?.(state.config.name)
         // Converge: racing sidecars may have created too; everyone keeps the oldest `size`.
-        await apply(state, await client.list(state.config.name))
+        try {
+          await apply(state, await client.list(state.config.name))
+        } catch (err) {
+          const started = results.flatMap((r) => r.status === 'fulfilled' ? [r.value] : [])
+          if (started.length === 0) throw err
+          // The re-list failed, but what was just started is certainly usable.
+          logger.warn({ pool: state.config.name, err }, 're-list after create failed, using the created machines')
+          setMachines(state, [...state.machines.filter((m) => !started.some((x) => x.id === m.id)), ...started])
+          state.kept = state.machines.length
+        }
         const failure = results.find((r): r is PromiseRejectedResult => r.status === 'rejected')
         if (state.machines.length === 0 && failure !== undefined) throw failure.reason
       } finally {
