@@ -188,12 +188,20 @@ function matchRequest (routing: Routing, req: ExplainRequest): BodyOutcome {
   return { parsed: asParsed, rule: matchBody(m.candidates, asParsed), lines }
 }
 
+/** fly.private-url with what is known now filled in; {id} is the picked Machine's. */
+function privateUrl (config: Config): string {
+  return config.fly.privateUrl
+    .replaceAll('{id}', MACHINE_PLACEHOLDER)
+    .replaceAll('{app}', config.fly.app ?? '<app>')
+    .replaceAll('{port}', String(config.listen.port))
+}
+
 function describePoolDecision (d: PoolDecision, config: Config, pool: string): string {
   switch (d.kind) {
     case 'replay':
-      return `replay: 307 with fly-replay: ${d.header}   (${MACHINE_PLACEHOLDER} = a ${pool} Machine, found or created)`
+      return `replay: 307 with fly-replay: ${d.header}   (${MACHINE_PLACEHOLDER} = a Machine of pool ${pool}, found or created)`
     case 'forward':
-      return `forward: the body cannot be replayed (over 1 MiB or chunked); oversize: forward proxies it to a ${pool} Machine at ${config.fly.privateUrl}`
+      return `forward: the body cannot be replayed (over 1 MiB or chunked); oversize: forward proxies it to a Machine of pool ${pool} at ${privateUrl(config)}`
     case 'local':
       return d.reason === 'oversize'
         ? `served here: the body cannot be replayed (over 1 MiB or chunked) and oversize: local; proxied to ${config.app.url}`
@@ -217,9 +225,9 @@ function decisionOn (machinePool: string, routing: Routing, req: ExplainRequest,
   })
   if (r.kind === 'local') {
     const why = r.reason === 'replayed'
-      ? 'already replayed (fly-replay-src): never replayed twice'
-      : r.reason === 'fallback' ? 'a replay fallback (fly-replay-failed)' : `it belongs to pool ${machinePool}`
-    return [`served here (${why}): proxied to ${config.app.url}`]
+      ? 'already replayed (fly-replay-src is set), never replayed twice'
+      : r.reason === 'fallback' ? 'a replay fallback (fly-replay-failed is set)' : `it belongs to pool ${machinePool}`
+    return [`served here: ${why}; proxied to ${config.app.url}`]
   }
   if (r.kind === 'elsewhere') return [`307 with fly-replay: ${r.header}   (Fly sends it to an ordinary Machine)`]
   const pool = config.pools[r.pool]
@@ -229,7 +237,7 @@ function decisionOn (machinePool: string, routing: Routing, req: ExplainRequest,
   const none = decidePool({ ...common, pick: { ok: false, error: new SidecarError('SIDECAR_ERR_MACHINES_UNAVAILABLE', ['explain']) } })
   const lines = [describePoolDecision(picked, config, pool.name)]
   if (none.kind !== picked.kind || (none.kind === 'local' && picked.kind === 'local' && none.reason !== picked.reason)) {
-    lines.push(`when no ${pool.name} Machine can be had (not on Fly, no FLY_API_TOKEN, API down): ${describePoolDecision(none, config, pool.name)}`)
+    lines.push(`when no Machine of pool ${pool.name} can be had (not on Fly, no FLY_API_TOKEN, API down): ${describePoolDecision(none, config, pool.name)}`)
   }
   return lines
 }
@@ -272,7 +280,7 @@ function report (file: string, routing: Routing, req: ExplainRequest): string {
     out.push(`on a Machine of pool ${pool}: ${first ?? ''}`)
     for (const line of more) out.push(`  ${line}`)
   }
-  if (!routing.onFly) out.push('', '(this shell is not on Fly: run here, the sidecar would serve every request locally)')
+  if (!routing.onFly) out.push('', '(FLY_APP_NAME or FLY_MACHINE_ID is not set here: these are the answers of a Machine on Fly; off Fly the sidecar serves every request locally)')
   return `${out.join('\n')}\n`
 }
 
