@@ -55,7 +55,7 @@ export interface MachinesClientOptions {
   readonly timing?: Partial<ClientTiming>
   readonly now?: () => number
   readonly random?: () => number
-  /** Every HTTP attempt: op, outcome (`ok`, a status code, `timeout`, `network`, `circuit_open`), seconds. */
+  /** Every HTTP attempt: op, outcome (`ok` for 2xx, else the status, `timeout`, `network`, `bad_response` or `circuit_open`), seconds. */
   readonly onCall?: (op: string, outcome: string, seconds: number) => void
 }
 
@@ -219,7 +219,7 @@ export function createMachinesClient (options: MachinesClientOptions): MachinesC
           throw error
         }
       }
-      record(spec.op, String(status), started)
+      record(spec.op, status >= 200 && status < 300 ? 'ok' : String(status), started)
       return { status, json }
     }
     const retryAfterMs = status === 429 || status === 503 ? parseRetryAfter(retryAfter, now()) : undefined

@@ -60,7 +60,7 @@ t.test('429 with Retry-After is retried after the time it asks for', async (t) =
     `GET ${LIST}?metadata.sidecar_pool=tasker 429`,
     `GET ${LIST}?metadata.sidecar_pool=tasker 200`,
   ])
-  t.strictSame(outcomes, ['list:429', 'list:200'])
+  t.strictSame(outcomes, ['list:429', 'list:ok'])
   t.strictSame(spec.checkAll(api.calls), [])
 })
 
@@ -93,7 +93,7 @@ t.test('a 500 storm opens the circuit; a probe closes it again', async (t) => {
   t.strictSame(await client.list('tasker'), [], 'half-open: the probe goes through')
   t.equal(api.calls.length, 4)
   t.match(client.lastOutcome, { ok: true })
-  t.strictSame(outcomes, ['list:500', 'list:500', 'list:500', 'list:circuit_open', 'get:circuit_open', 'list:200'])
+  t.strictSame(outcomes, ['list:500', 'list:500', 'list:500', 'list:circuit_open', 'get:circuit_open', 'list:ok'])
 })
 
 t.test('a call that does not answer in time fails with a timeout and is retried', async (t) => {
