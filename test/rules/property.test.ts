@@ -19,7 +19,7 @@ const condition: fc.Arbitrary<Condition> = fc.oneof(
   fc.array(scalar, { minLength: 1, maxLength: 3 }).map((values): Condition => ({ kind: 'in', values })),
   fc.constantFrom('x', '', '1').map((value): Condition => ({ kind: 'prefix', value })),
   fc.constantFrom('^x', 'y$', '^1', '.', 'x', '^$').map((pattern): Condition => ({ kind: 'matches', pattern, flags: '' })),
-  fc.boolean().map((value): Condition => ({ kind: 'exists', value })),
+  fc.boolean().map((value): Condition => ({ kind: 'exists', value }))
 )
 const conditions = (keys: fc.Arbitrary<string>): fc.Arbitrary<Record<string, Condition>> => fc.dictionary(keys, condition, { minKeys: 1, maxKeys: 2 })
 const selector = fc.constantFrom('a', 'a.b', 'a[*]', 'a[0]', '[*].a', 'a[*].b', '["b"]', 'a[*][*]', '[0]', 'c.a.b')
@@ -31,7 +31,7 @@ const part: fc.Arbitrary<RuleMatch> = fc.oneof(
   conditions(fc.constantFrom(...KEYS)).map((headers): RuleMatch => ({ headers })),
   conditions(fc.constantFrom(...KEYS)).map((query): RuleMatch => ({ query })),
   { weight: 3, arbitrary: conditions(selector).map((json): RuleMatch => ({ json })) },
-  { weight: 2, arbitrary: conditions(fc.constantFrom(...KEYS)).map((form): RuleMatch => ({ form })) },
+  { weight: 2, arbitrary: conditions(fc.constantFrom(...KEYS)).map((form): RuleMatch => ({ form })) }
 )
 const match: fc.Arbitrary<RuleMatch> = fc.array(part, { minLength: 1, maxLength: 2 }).map((parts) => Object.assign({}, ...parts) as RuleMatch)
 
@@ -42,7 +42,7 @@ const { json } = fc.letrec<{ json: unknown }>((tie) => ({
     { depthSize: 'small', withCrossShrink: true },
     scalar,
     fc.array(tie('json'), { maxLength: 3 }),
-    fc.dictionary(fc.constantFrom(...KEYS), tie('json'), { maxKeys: 3 }),
+    fc.dictionary(fc.constantFrom(...KEYS), tie('json'), { maxKeys: 3 })
   ),
 }))
 
@@ -59,7 +59,7 @@ const request: fc.Arbitrary<Request> = fc.record({
   body: fc.oneof(
     fc.record({ ct: fc.constant('application/json'), bytes: fc.dictionary(fc.constantFrom(...KEYS), json, { maxKeys: 3 }).map((v) => Buffer.from(JSON.stringify(v) ?? '')) }),
     fc.record({ ct: fc.constant('application/x-www-form-urlencoded'), bytes: urlencoded.map((s) => Buffer.from(s)) }),
-    fc.record({ ct: fc.constantFrom('application/json', 'text/plain', 'application/x-www-form-urlencoded', undefined), bytes: fc.uint8Array({ maxLength: 40 }).map((a) => Buffer.from(a)) }),
+    fc.record({ ct: fc.constantFrom('application/json', 'text/plain', 'application/x-www-form-urlencoded', undefined), bytes: fc.uint8Array({ maxLength: 40 }).map((a) => Buffer.from(a)) })
   ),
 }).map(({ method, path, query, headers, body }) => {
   const h: IncomingHttpHeaders = { ...headers }
@@ -73,7 +73,7 @@ t.test('parseBody never throws, whatever the bytes and content type', async (t) 
     fc.uint8Array({ maxLength: 300 }),
     fc.oneof(fc.constantFrom('application/json', 'application/x-www-form-urlencoded', 'a/b+json; charset=utf-8'), fc.string({ maxLength: 40 })),
     fc.boolean(),
-    (bytes, ct, complete) => { parseBody(ct, { bytes: Buffer.from(bytes), complete }) },
+    (bytes, ct, complete) => { parseBody(ct, { bytes: Buffer.from(bytes), complete }) }
   ), { numRuns: 2000 })
   t.pass('2000 random bodies')
 })
