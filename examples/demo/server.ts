@@ -73,16 +73,17 @@ async function livewireUpdate (req: IncomingMessage, res: ServerResponse): Promi
     'x-livewire-stream': 'true',
     'x-demo-machine': machine,
   })
-  let aborted = false
-  res.on('close', () => { aborted = !res.writableFinished })
+  // The client (or the sidecar draining) may go away mid-stream: stop working then.
+  const client = { gone: false }
+  res.on('close', () => { client.gone = !res.writableFinished })
   res.write(streamChunk('served-by', `${machine} (${pool})`))
-  for (let i = 1; i <= rows && !aborted; i++) {
+  for (let i = 1; i <= rows && !client.gone; i++) {
     res.write(streamChunk(`row-${i}`, 'processing…'))
     await sleep(stepMs)
-    if (aborted) break
+    if (client.gone) break
     res.write(streamChunk(`row-${i}`, `done by ${machine}`))
   }
-  if (!aborted) res.end(finalPayload(snapshot, [{ method: 'process', ...who, rows, at: new Date().toISOString() }]))
+  if (!client.gone) res.end(finalPayload(snapshot, [{ method: 'process', ...who, rows, at: new Date().toISOString() }]))
 }
 
 function page (): string {

@@ -100,16 +100,14 @@ export async function runDev (options: DevOptions = {}): Promise<DevEmulator> {
   const token = `FlyV1 fm2_emulator_${randomBytes(12).toString('hex')}`
   const events: EdgeEvent[] = []
 
-  let api: MachinesApi | undefined
   let edge: Edge | undefined
   const label = (id: string | undefined): string => {
     if (id === undefined || id === '') return '(none)'
-    const m = api?.machines.get(id)
+    const m = api.machines.get(id)
     return `${id} (${m?.metadata.sidecar_pool ?? m?.metadata.fly_process_group ?? 'app'})`
   }
 
   async function apiCall (method: string, path: string, body?: unknown): Promise<unknown> {
-    if (api === undefined) throw new Error('the Machines API is not running')
     const res = await fetch(`${api.url}/v1/apps/${appName}/machines${path}`, {
       method,
       headers: { authorization: token, ...(body === undefined ? {} : { 'content-type': 'application/json' }) },
@@ -127,7 +125,7 @@ export async function runDev (options: DevOptions = {}): Promise<DevEmulator> {
       ...(m.config.env ?? {}),
       // Secrets and the variables Fly sets in every Machine (platform notes §2.7).
       FLY_API_TOKEN: token,
-      FLY_API_URL: api?.url ?? '',
+      FLY_API_URL: api.url,
       FLY_APP_NAME: appName,
       FLY_MACHINE_ID: m.id,
       FLY_ALLOC_ID: m.id,
@@ -140,27 +138,8 @@ export async function runDev (options: DevOptions = {}): Promise<DevEmulator> {
     return { id: m.id, env, autostop, label: m.metadata.sidecar_pool ?? 'app' }
   }
 
-  const runtime = createRuntime({
-    command,
-    ...(options.cwd === undefined ? {} : { cwd: options.cwd }),
-    idleMs: options.idleMs ?? DEFAULT_IDLE_MS,
-    ...(options.readyTimeoutMs === undefined ? {} : { readyTimeoutMs: options.readyTimeoutMs }),
-    ...(options.killTimeoutMs === undefined ? {} : { killTimeoutMs: options.killTimeoutMs }),
-    onIdle: (id) => {
-      log('autostop', `${label(id)} had no connection for ${Math.round((options.idleMs ?? DEFAULT_IDLE_MS) / 100) / 10} s: stopping it`)
-      // As Fly Proxy does: the stop goes through the Machines API, so its state is right.
-      apiCall('POST', `/${id}/stop`, {}).catch((err: unknown) => log('autostop', `stop of ${label(id)} failed: ${String(err)}`))
-    },
-    onExit: (id, code, signal, lastOutput) => {
-      log('machine', `${label(id)} exited on its own (${signal ?? `code ${String(code)}`}); it is now stopped. Last output:`)
-      for (const line of lastOutput.slice(-10)) write(`    ${line}`)
-      const m = api?.machines.get(id)
-      if (m !== undefined && m.state !== 'destroyed' && m.state !== 'destroying') api?.setState(id, 'stopped')
-    },
-    onOutput: (id, line) => { if (options.verbose === true) write(`    ${id} | ${line}`) },
-  })
-
-  api = await startMachinesApi({
+  // The hooks run only after a create, by which time `runtime` below exists.
+  const api: MachinesApi = await startMachinesApi({
     app: appName,
     token,
     region,
@@ -182,15 +161,33 @@ export async function runDev (options: DevOptions = {}): Promise<DevEmulator> {
       },
     },
   })
-  const theApi = api
+  const runtime = createRuntime({
+    command,
+    ...(options.cwd === undefined ? {} : { cwd: options.cwd }),
+    idleMs: options.idleMs ?? DEFAULT_IDLE_MS,
+    ...(options.readyTimeoutMs === undefined ? {} : { readyTimeoutMs: options.readyTimeoutMs }),
+    ...(options.killTimeoutMs === undefined ? {} : { killTimeoutMs: options.killTimeoutMs }),
+    onIdle: (id) => {
+      log('autostop', `${label(id)} had no connection for ${Math.round((options.idleMs ?? DEFAULT_IDLE_MS) / 100) / 10} s: stopping it`)
+      // As Fly Proxy does: the stop goes through the Machines API, so its state is right.
+      apiCall('POST', `/${id}/stop`, {}).catch((err: unknown) => log('autostop', `stop of ${label(id)} failed: ${String(err)}`))
+    },
+    onExit: (id, code, signal, lastOutput) => {
+      log('machine', `${label(id)} exited on its own (${signal ?? `code ${String(code)}`}); it is now stopped. Last output:`)
+      for (const line of lastOutput.slice(-10)) write(`    ${line}`)
+      const m = api.machines.get(id)
+      if (m !== undefined && m.state !== 'destroyed' && m.state !== 'destroying') api.setState(id, 'stopped')
+    },
+    onOutput: (id, line) => { if (options.verbose === true) write(`    ${id} | ${line}`) },
+  })
 
   const fleet: EdgeFleet = {
-    list: () => [...theApi.machines.values()].map((m) => ({ id: m.id, state: m.state, url: m.state === 'started' ? runtime.url(m.id) : undefined })),
+    list: () => [...api.machines.values()].map((m) => ({ id: m.id, state: m.state, url: m.state === 'started' ? runtime.url(m.id) : undefined })),
     wake: async (id, signal) => {
       let asked = 0
       for (;;) {
         if (signal.aborted) throw new SidecarError('SIDECAR_ERR_EMULATOR_MACHINE_START', [id, 'not started in time'])
-        const m = theApi.machines.get(id)
+        const m = api.machines.get(id)
         if (m === undefined || m.state === 'destroyed' || m.state === 'destroying' || m.state === 'failed') {
           throw new SidecarError('SIDECAR_ERR_EMULATOR_MACHINE_START', [id, `it is ${m?.state ?? 'gone'}`])
         }
@@ -225,7 +222,7 @@ export async function runDev (options: DevOptions = {}): Promise<DevEmulator> {
   const closeAll = async (): Promise<void> => {
     await edge?.close()
     await runtime.close()
-    await theApi.close()
+    await api.close()
   }
 
   try {
@@ -260,7 +257,7 @@ export async function runDev (options: DevOptions = {}): Promise<DevEmulator> {
     mainId = created.id
     const deadline = Date.now() + (options.readyTimeoutMs ?? 20_000) + 5_000
     for (;;) {
-      const m = theApi.machines.get(mainId)
+      const m = api.machines.get(mainId)
       if (m?.state === 'started' && runtime.url(mainId) !== undefined) break
       if (m?.state === 'failed' || Date.now() > deadline) throw new SidecarError('SIDECAR_ERR_EMULATOR_MACHINE_START', [mainId, `it is ${m?.state ?? 'gone'}`])
       await new Promise((resolve) => setTimeout(resolve, WAKE_POLL_MS))
@@ -272,8 +269,8 @@ export async function runDev (options: DevOptions = {}): Promise<DevEmulator> {
 
   return {
     url: theEdge.url,
-    apiUrl: theApi.url,
-    api: theApi,
+    apiUrl: api.url,
+    api,
     runtime,
     edge: theEdge,
     mainMachineId: mainId,
@@ -358,7 +355,7 @@ export async function main (argv: readonly string[]): Promise<number> {
     '',
     '',
   ].join('\n'))
-  return await new Promise<number>((resolveExit) => {
+  return await new Promise<number>((resolve) => {
     let stopping = false
     const stop = (signal: NodeJS.Signals): void => {
       if (stopping) { process.stdout.write(`${signal} again: still stopping Machines (each gets at most its kill timeout)\n`); return }
@@ -368,10 +365,10 @@ export async function main (argv: readonly string[]): Promise<number> {
         process.stdout.write(`${time()}  ${'dev'.padEnd(8)} stopped\n`)
         process.off('SIGINT', stop)
         process.off('SIGTERM', stop)
-        resolveExit(0)
+        resolve(0)
       }, (err: unknown) => {
         process.stderr.write(`stopping failed: ${String(err)}\n`)
-        resolveExit(1)
+        resolve(1)
       })
     }
     process.on('SIGINT', stop)
