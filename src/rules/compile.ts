@@ -189,14 +189,10 @@ function jsonEquals (want: Scalar): (v: unknown) => boolean {
   return (v) => v === want
 }
 
-/** prefix/matches read strings, and numbers and booleans as their JSON text; never objects. */
-function jsonText (v: unknown): string | undefined {
-  if (typeof v === 'string') return v
-  if (typeof v === 'boolean') return String(v)
-  if (typeof v === 'number' && isExactNumber(v)) return String(v)
-  return undefined
-}
-
+/**
+ * A JSON condition: equals/in compare with the JSON type (jsonEquals); prefix and matches hold
+ * only for strings (a number is not its text: `matches: "^4"` never matches 42).
+ */
 export function compileJson (selector: string, c: Condition): JsonCheck {
   const steps = Object.freeze(parseSelector(selector))
   const text = describe(c)
@@ -212,18 +208,11 @@ export function compileJson (selector: string, c: Condition): JsonCheck {
     }
     case 'prefix': {
       const prefix = c.value
-      return { ...base, exists: undefined, test: (v) => jsonText(v)?.startsWith(prefix) === true }
+      return { ...base, exists: undefined, test: (v) => typeof v === 'string' && v.startsWith(prefix) }
     }
     case 'matches': {
       const re = testRegExp(c.pattern, c.flags)
-      return {
-        ...base,
-        exists: undefined,
-        test: (v) => {
-          const s = jsonText(v)
-          return s !== undefined && re.test(s)
-        },
-      }
+      return { ...base, exists: undefined, test: (v) => typeof v === 'string' && re.test(v) }
     }
   }
 }
