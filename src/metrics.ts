@@ -138,16 +138,6 @@ class HistogramFamily {
   }
 }
 
-/** The cell for `key`, made on first sight (label sets are few: rules, pools, codes, ops). */
-function cellFor<C> (cache: Map<string, C>, key: string, make: () => C): C {
-  let cell = cache.get(key)
-  if (cell === undefined) {
-    cell = make()
-    cache.set(key, cell)
-  }
-  return cell
-}
-
 /**
  * A fresh set of the sidecar's metrics in its own Registry (never prom-client's global one, so
  * an embedding app and tests can make several), with Node's default process metrics.
@@ -188,19 +178,25 @@ export function createMetrics (): SidecarMetrics {
   const createdCells = new Map<string, Cell>()
   const replacedCells = new Map<string, Cell>()
 
+  // Each method looks its cell up and makes it only on first sight (label sets are few: rules,
+  // pools, codes, operations); no closure or string is made per call.
   return {
     registry,
     decision (decision, rule, seconds) {
       const byRule = requestCells.get(decision)
       if (byRule === undefined) return // not a Decision: only reachable from untyped callers
-      cellFor(byRule, rule, () => requests.add({ decision, rule })).value++
+      let cell = byRule.get(rule)
+      if (cell === undefined) byRule.set(rule, cell = requests.add({ decision, rule }))
+      cell.value++
       latencyCells.get(decision)!.observe(seconds)
     },
     bodyInspected (bytes) {
       bodyCell.observe(bytes)
     },
     upstreamError (code) {
-      cellFor(upstreamCells, code, () => upstreamErrors.add({ code })).value++
+      let cell = upstreamCells.get(code)
+      if (cell === undefined) upstreamCells.set(code, cell = upstreamErrors.add({ code }))
+      cell.value++
     },
     stream (delta) {
       streamCell.value += delta
@@ -209,15 +205,24 @@ export function createMetrics (): SidecarMetrics {
       websocketCell.value += delta
     },
     machinesCall (op, outcome, seconds) {
-      const byOutcome = cellFor(callCells, op, () => new Map<string, Cell>())
-      cellFor(byOutcome, outcome, () => machinesCalls.add({ op, outcome })).value++
-      cellFor(callSecondsCells, op, () => machinesSeconds.add({ op })).observe(seconds)
+      let byOutcome = callCells.get(op)
+      if (byOutcome === undefined) callCells.set(op, byOutcome = new Map())
+      let cell = byOutcome.get(outcome)
+      if (cell === undefined) byOutcome.set(outcome, cell = machinesCalls.add({ op, outcome }))
+      cell.value++
+      let latency = callSecondsCells.get(op)
+      if (latency === undefined) callSecondsCells.set(op, latency = machinesSeconds.add({ op }))
+      latency.observe(seconds)
     },
     poolMachineCreated (pool) {
-      cellFor(createdCells, pool, () => created.add({ pool })).value++
+      let cell = createdCells.get(pool)
+      if (cell === undefined) createdCells.set(pool, cell = created.add({ pool }))
+      cell.value++
     },
     poolMachineReplaced (pool) {
-      cellFor(replacedCells, pool, () => replaced.add({ pool })).value++
+      let cell = replacedCells.get(pool)
+      if (cell === undefined) replacedCells.set(pool, cell = replaced.add({ pool }))
+      cell.value++
     },
   }
 }
