@@ -248,7 +248,7 @@ export function createPoolMachines (options: PoolMachinesOptions): PoolMachines 
         if (state.kept < state.config.size) {
           const growing = grow(state)
           if (state.machines.length === 0) await growing
-          else background(state, 'create', growing)
+          else background(state, 'create', growing.catch((err: unknown) => { outcome(state, asSidecarError(err, state.config.name)); throw err }))
         }
         state.lastError = undefined
         outcome(state)
