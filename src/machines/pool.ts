@@ -135,7 +135,6 @@ export function createPoolMachines (options: PoolMachinesOptions): PoolMachines 
     token: fly.apiToken,
     logger,
     timing,
-    now,
     ...(options.random === undefined ? {} : { random: options.random }),
     ...(hooks?.onCall === undefined ? {} : { onCall: hooks.onCall.bind(hooks) }),
   })

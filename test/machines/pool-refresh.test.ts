@@ -4,7 +4,8 @@
 import t from 'tap'
 import { startMachinesApi } from '../../src/emulator/machines-api.ts'
 import { loadMachinesSpec } from '../helpers/openapi.ts'
-import { APP, IMAGE, TOKEN, brief, live, poolConfig, seedSelf, startPools, until } from '../fixtures/machines/setup.ts'
+import { createPoolMachines } from '../../src/machines/pool.ts'
+import { APP, FAST, IMAGE, TOKEN, brief, captureLogs, live, makeConfig, poolConfig, seedSelf, startPools, until } from '../fixtures/machines/setup.ts'
 
 const spec = loadMachinesSpec()
 const BASE = `/v1/apps/${APP}/machines`
@@ -125,4 +126,22 @@ t.test('the API failing: the cache keeps serving, then the circuit opens and pic
   const again = await pools.pick('reports')
   t.equal(again.ok === false && again.error.code, 'SIDECAR_ERR_MACHINES_CIRCUIT_OPEN')
   t.equal(api.calls.length, before, 'open circuit: no call')
+})
+
+t.test('the cache lifetime follows the injected clock', async (t) => {
+  const api = await startMachinesApi({ app: APP, token: TOKEN })
+  t.teardown(() => api.close())
+  seedSelf(api)
+  const m = api.addMachine({ image: IMAGE, metadata: { sidecar_pool: 'tasker' } })
+  let clock = Date.parse('2026-11-26T12:00:00Z')
+  const pools = createPoolMachines({ config: makeConfig(api), logger: captureLogs().logger, now: () => clock, timing: { ...FAST, cacheTtlMs: 30_000 } })
+  t.teardown(() => pools.close())
+  await pools.pick('tasker')
+  clock += 29_999
+  await pools.pick('tasker')
+  t.equal(api.calls.length, 1, 'still fresh')
+  clock += 1
+  t.strictSame(await pools.pick('tasker'), { ok: true, machineId: m.id })
+  t.ok(await until(() => api.calls.length === 2), 'expired: looked up again')
+  t.match(pools.snapshot()[0]?.lastOutcome, { ok: true, at: '2026-11-26T12:00:30.000Z' })
 })
