@@ -14,7 +14,9 @@ export interface BufferedBody {
  * Reads `req` until it ends (complete: true) or until the next chunk would make more than
  * `maxBytes` held. Then it stops reading: that chunk is put back (unshift) at the head of the
  * stream, which is left paused without our listeners, so the caller forwards `bytes` and then the
- * REST OF THE SAME STREAM, byte for byte. `bytes.length <= maxBytes` always.
+ * REST OF THE SAME STREAM, byte for byte. `bytes.length <= maxBytes` always. The stream was paused
+ * explicitly: pipe it, iterate it or call resume() (undici does); a bare 'data' listener alone
+ * does not restart a paused stream.
  * Rejects with SIDECAR_ERR_BODY_ABORTED (the stream's error as `cause`) when the client aborts or
  * the body breaks before that point.
  */
