@@ -24,6 +24,9 @@ export const codes = {
   // ── UPSTREAM: proxying to the app or to a pool Machine ─────────────────────
   SIDECAR_ERR_UPSTREAM_UNAVAILABLE: { status: 502, message: 'the app is not accepting connections' },
   SIDECAR_ERR_UPSTREAM_TIMEOUT: { status: 504, message: 'the app did not answer in time' },
+  SIDECAR_ERR_UPSTREAM_RESET: { status: 502, message: 'the app closed the connection before answering' },
+  SIDECAR_ERR_UPSTREAM_BAD_RESPONSE: { status: 502, message: 'the app sent an invalid HTTP response' },
+  SIDECAR_ERR_UPSTREAM_ABORTED: { message: 'the app ended the response early: %s' },
 
   // ── REPLAY: decisions that answer the client ───────────────────────────────
   SIDECAR_ERR_REPLAY_POOL_UNAVAILABLE: { status: 503, message: 'no Machine of pool %s can be had' },
