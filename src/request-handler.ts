@@ -38,7 +38,7 @@ export function buildRouting (config: Config): Routing {
   const at = template.indexOf('{id}')
   return {
     config,
-    rules: compileRules(config.rules),
+    rules: compileRules(config.rules, { maxBodyBytes: config.inspect.maxBodyBytes }),
     onFly: config.fly.app !== undefined && config.fly.machineId !== undefined,
     replayTimeout: formatDuration(config.fly.replayTimeoutMs),
     privateUrlPrefix: at === -1 ? template : template.slice(0, at),
