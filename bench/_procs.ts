@@ -1,0 +1,136 @@
+// Child processes of the benchmark: pinned spawning, readiness polling, stopping, and the CPU time
+// and memory figures read from /proc.
+import { spawn, execFileSync, type ChildProcess } from 'node:child_process'
+import { openSync, closeSync, readFileSync, readdirSync } from 'node:fs'
+import net from 'node:net'
+import http from 'node:http'
+import { setTimeout as sleep } from 'node:timers/promises'
+
+/** Clock ticks per second of /proc/<pid>/stat times (USER_HZ). */
+export const CLK_TCK = readClockTicks()
+
+function readClockTicks (): number {
+  try { return Number(execFileSync('getconf', ['CLK_TCK'], { encoding: 'utf8' }).trim()) || 100 } catch { return 100 }
+}
+
+/** CPU numbers to pin to, or null when the machine has fewer than two. */
+export interface Pinning { readonly load: string, readonly server: string }
+
+/** Load generator on CPU 0, proxy and app on CPU 1, when taskset and two CPUs exist. */
+export function detectPinning (cpus: number): Pinning | null {
+  if (cpus < 2) return null
+  try { execFileSync('taskset', ['-V'], { stdio: 'ignore' }) } catch { return null }
+  return { load: '0', server: '1' }
+}
+
+/** Pins this process (every thread) to a CPU. */
+export function pinSelf (cpu: string): void {
+  execFileSync('taskset', ['-a', '-p', '-c', cpu, String(process.pid)], { stdio: 'ignore' })
+}
+
+/** A started child whose output goes to a log file (a pipe nobody drains would stall it). */
+export interface Child {
+  readonly name: string
+  readonly proc: ChildProcess
+  readonly pid: number
+  readonly log: string
+  exited: boolean
+}
+
+/**
+ * Spawns `cmd args` pinned to `cpu` (taskset execs the command, so the pid is the command's own).
+ */
+export function spawnPinned (name: string, cpu: string | null, cmd: string, args: readonly string[], opts: {
+  env?: NodeJS.ProcessEnv
+  cwd?: string
+  log: string
+}): Child {
+  const fd = openSync(opts.log, 'a')
+  const [file, argv] = cpu === null ? [cmd, [...args]] : ['taskset', ['-c', cpu, cmd, ...args]]
+  const proc = spawn(file, argv, {
+    env: opts.env ?? process.env,
+    cwd: opts.cwd ?? process.cwd(),
+    stdio: ['ignore', fd, fd],
+  })
+  closeSync(fd)
+  if (proc.pid === undefined) throw new Error(`${name}: could not spawn ${cmd}`)
+  const child: Child = { name, proc, pid: proc.pid, log: opts.log, exited: false }
+  proc.on('exit', () => { child.exited = true })
+  return child
+}
+
+/** SIGTERM, then SIGKILL after `graceMs`; resolves when the child is gone. */
+export async function stopChild (child: Child, graceMs = 3000): Promise<void> {
+  if (child.exited) return
+  const gone = new Promise<void>((resolve) => { child.proc.once('exit', () => { resolve() }) })
+  child.proc.kill('SIGTERM')
+  const timer = setTimeout(() => { if (!child.exited) child.proc.kill('SIGKILL') }, graceMs)
+  await gone
+  clearTimeout(timer)
+}
+
+/** A free loopback port (bound, then released). */
+export async function freePort (): Promise<number> {
+  const s = net.createServer()
+  await new Promise<void>((resolve, reject) => { s.once('error', reject); s.listen(0, '127.0.0.1', resolve) })
+  const addr = s.address()
+  await new Promise<void>((resolve) => { s.close(() => { resolve() }) })
+  if (addr === null || typeof addr === 'string') throw new Error('no TCP address')
+  return addr.port
+}
+
+/** One GET with a short timeout; resolves with the status, or 0 when it could not connect. */
+export function probe (url: string, timeoutMs = 1000): Promise<number> {
+  return new Promise((resolve) => {
+    const req = http.get(url, { agent: false, timeout: timeoutMs }, (res) => {
+      res.resume()
+      res.on('end', () => { resolve(res.statusCode ?? 0) })
+      res.on('error', () => { resolve(0) })
+    })
+    req.on('timeout', () => { req.destroy() })
+    req.on('error', () => { resolve(0) })
+  })
+}
+
+/** Polls `url` until it answers 200, the child exits, or `timeoutMs` passes. */
+export async function waitReady (child: Child, url: string, timeoutMs = 20_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs
+  for (;;) {
+    if (child.exited) throw new Error(`${child.name} exited before it was ready (log: ${child.log})`)
+    if (await probe(url) === 200) return
+    if (Date.now() > deadline) throw new Error(`${child.name} not ready at ${url} after ${timeoutMs} ms (log: ${child.log})`)
+    await sleep(100)
+  }
+}
+
+/** User+system CPU seconds a process has used so far (all its threads). */
+export function cpuSeconds (pid: number): number {
+  const stat = readFileSync(`/proc/${pid}/stat`, 'utf8')
+  // The command name may hold spaces and parentheses: fields start after the last ')'.
+  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ')
+  return (Number(fields[11]) + Number(fields[12])) / CLK_TCK
+}
+
+/** A process's memory in bytes: current resident set and its high-water mark. */
+export function memory (pid: number): { rss: number, hwm: number } {
+  const status = readFileSync(`/proc/${pid}/status`, 'utf8')
+  const kib = (key: string): number => {
+    const m = new RegExp(`^${key}:\\s+(\\d+) kB`, 'm').exec(status)
+    return m === null ? NaN : Number(m[1]) * 1024
+  }
+  return { rss: kib('VmRSS'), hwm: kib('VmHWM') }
+}
+
+/** Pids whose parent is `ppid` (nginx workers of a master). */
+export function childPids (ppid: number): number[] {
+  const out: number[] = []
+  for (const entry of readdirSync('/proc')) {
+    if (!/^\d+$/.test(entry)) continue
+    try {
+      const stat = readFileSync(`/proc/${entry}/stat`, 'utf8')
+      const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ')
+      if (Number(fields[1]) === ppid) out.push(Number(entry))
+    } catch { /* the process ended while we looked */ }
+  }
+  return out
+}

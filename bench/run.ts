@@ -1,0 +1,399 @@
+// `npm run bench`: starts the app, nginx, plain Fastify + @fastify/http-proxy and the sidecar on
+// one CPU, checks each for correctness, drives them from the other CPU in interleaved rounds, and
+// prints one Markdown table (also written to bench/RESULTS.md). `--quick` for a smoke run.
+import os from 'node:os'
+import { spawnSync } from 'node:child_process'
+import { mkdtempSync, mkdirSync, readFileSync, rmSync, writeFileSync, existsSync } from 'node:fs'
+import { join } from 'node:path'
+import { parseArgs } from 'node:util'
+import { setTimeout as sleep } from 'node:timers/promises'
+import { FULL, QUICK, PATHS, livewireBody, type BenchParams } from './_config.ts'
+import { startFakeMachinesApi } from './_machines-api.ts'
+import { detectPinning, pinSelf, cpuSeconds, memory, stopChild, type Child } from './_procs.ts'
+import { writeWrkScript, runWrk, type WrkResult } from './_wrk.ts'
+import { runStreams, quantile, openIdleStreams } from './_streams.ts'
+import { checkTarget, LIVEWIRE_HEADERS } from './check.ts'
+import {
+  ROOT, SIDECAR_CONFIG, startApp, directTarget, startNginx, startHttpProxy, startSidecar,
+  sidecarAvailable, stopTarget, writeHundredRulesConfig, type Target,
+} from './_targets.ts'
+import { renderTable, renderGoals, get, type CaseSpec, type MetricSpec, type Samples, type Goal } from './_report.ts'
+
+const USAGE = `usage: npm run bench -- [--quick] [--rounds N] [--duration S] [--targets direct,nginx,http-proxy,sidecar]
+                          [--write | --no-write] [--cpu-prof] [--keep]
+  --quick       one short round (smoke check); does not write bench/RESULTS.md unless --write
+  --rounds N    timed rounds per case and target (default ${FULL.rounds})
+  --duration S  seconds per timed run (default ${FULL.durationS})
+  --targets     which targets to run (default all)
+  --cpu-prof    run the sidecar with --cpu-prof; profiles land in bench/.out/prof/
+  --keep        keep the temp dir with configs and logs`
+
+const { values: args } = parseArgs({
+  options: {
+    quick: { type: 'boolean', default: false },
+    rounds: { type: 'string' },
+    duration: { type: 'string' },
+    targets: { type: 'string' },
+    write: { type: 'boolean' },
+    'no-write': { type: 'boolean', default: false },
+    'cpu-prof': { type: 'boolean', default: false },
+    keep: { type: 'boolean', default: false },
+    help: { type: 'boolean', default: false },
+  },
+})
+if (args.help) { console.log(USAGE); process.exit(0) }
+
+const base = args.quick ? QUICK : FULL
+const params: BenchParams = {
+  ...base,
+  ...(args.rounds !== undefined ? { rounds: Number(args.rounds) } : {}),
+  ...(args.duration !== undefined ? { durationS: Math.max(1, Math.round(Number(args.duration))) } : {}),
+}
+const wanted = new Set((args.targets ?? 'direct,nginx,http-proxy,sidecar').split(',').map((s) => s.trim()))
+const writeResults = args.write ?? (!args.quick && !args['no-write'])
+
+// ── tools ──────────────────────────────────────────────────────────────────
+function which (cmd: string): string | null {
+  for (const d of [...(process.env.PATH ?? '').split(':'), '/usr/sbin', '/usr/local/sbin', '/sbin']) {
+    if (d !== '' && existsSync(join(d, cmd))) return join(d, cmd)
+  }
+  return null
+}
+
+/** wrk and nginx from Debian; installed with apt-get when missing and we are root. */
+function ensureTools (): { nginx: string | null } {
+  if (which('wrk') === null || which('nginx') === null) {
+    if (process.getuid?.() === 0 && which('apt-get') !== null) {
+      console.error('installing nginx and wrk with apt-get ...')
+      const env = { ...process.env, DEBIAN_FRONTEND: 'noninteractive' }
+      spawnSync('apt-get', ['update', '-qq'], { stdio: 'inherit', env })
+      spawnSync('apt-get', ['install', '-y', '-qq', '--no-install-recommends', 'nginx', 'wrk'], { stdio: 'inherit', env })
+    }
+  }
+  if (which('wrk') === null) throw new Error('wrk is needed (Debian: apt-get install wrk); run as root to install it automatically')
+  return { nginx: which('nginx') }
+}
+
+/** `name version` from a tool's version output (`nginx -v`, `wrk -v`). */
+function toolVersion (name: string, cmd: string, argv: string[]): string {
+  const r = spawnSync(cmd, argv, { encoding: 'utf8' })
+  const m = /(\d+\.\d+\.\d+)/.exec(`${r.stdout ?? ''}${r.stderr ?? ''}`)
+  return `${name} ${m?.[1] ?? '?'}`
+}
+
+function pkgVersion (name: string): string {
+  try { return (JSON.parse(readFileSync(join(ROOT, 'node_modules', name, 'package.json'), 'utf8')) as { version: string }).version } catch { return '?' }
+}
+
+// ── cases ──────────────────────────────────────────────────────────────────
+const M = {
+  rps: { key: 'rps', label: 'req/s', better: 'high', digits: 0 },
+  p50: { key: 'p50', label: 'p50 ms', better: 'low', digits: 2 },
+  p99: { key: 'p99', label: 'p99 ms', better: 'low', digits: 2 },
+  cpu: { key: 'cpu', label: 'CPU µs/req', better: 'low', digits: 1 },
+  mibps: { key: 'mibps', label: 'MiB/s', better: 'high', digits: 0 },
+  cpuGiB: { key: 'cpuGiB', label: 'CPU ms/GiB', better: 'low', digits: 0 },
+  d50: { key: 'd50', label: 'chunk delay p50 ms', better: 'low', digits: 2, diff: true },
+  d99: { key: 'd99', label: 'chunk delay p99 ms', better: 'low', digits: 2, diff: true },
+  dmax: { key: 'dmax', label: 'chunk delay max ms', better: 'low', digits: 2, diff: true },
+} as const satisfies Record<string, MetricSpec>
+
+interface WrkCase {
+  readonly id: string
+  readonly label: string
+  readonly path: string
+  readonly script: string
+  readonly connections: number
+  /** Which running target each sample column is measured on: column -> target key. */
+  readonly on: Readonly<Record<string, string>>
+  readonly bytes: boolean
+}
+
+const ALL = { direct: 'direct', nginx: 'nginx', 'http-proxy': 'http-proxy', sidecar: 'sidecar' }
+const c = params.connections
+const tableCases: CaseSpec[] = [
+  { id: 'get64', label: `GET 100 B, ${c} conn`, metrics: [M.rps, M.p50, M.p99, M.cpu] },
+  { id: 'get1', label: 'GET 100 B, 1 conn', metrics: [M.rps, M.p50, M.p99, M.cpu] },
+  { id: 'post64', label: `POST 16 KiB JSON echo, ${c} conn`, metrics: [M.rps, M.p50, M.p99, M.cpu] },
+  { id: 'big', label: 'GET 16 MiB, 1 conn', metrics: [M.mibps, M.cpuGiB] },
+  { id: 'streams', label: `${params.streams} streams × ${params.streamChunks} chunks / ${params.streamIntervalMs} ms`, metrics: [M.d50, M.d99, M.dmax] },
+  { id: 'replay', label: `Livewire 16 KiB POST → replay, ${c} conn (direct: app echo)`, directFrom: 'post64', metrics: [M.rps, M.p99, M.cpu] },
+  { id: 'inspect', label: `Livewire 16 KiB POST inspected, no match → proxied, ${c} conn (direct: app echo)`, directFrom: 'post64', metrics: [M.rps, M.p99, M.cpu] },
+  { id: 'rules100', label: `GET 100 B, ${c} conn, 100 rules (direct: GET 100 B)`, directFrom: 'get64', metrics: [M.rps, M.p99, M.cpu] },
+]
+
+// ── main ───────────────────────────────────────────────────────────────────
+const running: Target[] = []
+/** Every child started, so an interrupted or failed run leaves nothing behind. */
+const spawned: Child[] = []
+const killAll = (): void => { for (const ch of spawned) if (!ch.exited) ch.proc.kill('SIGKILL') }
+let interrupted = false
+process.on('SIGINT', () => {
+  interrupted = true
+  killAll()
+  process.exit(130)
+})
+
+async function main (): Promise<void> {
+  const started = Date.now()
+  const { nginx: nginxBin } = ensureTools()
+  const cpus = os.cpus().length
+  const pin = detectPinning(cpus)
+  if (pin !== null) pinSelf(pin.load)
+  const serverCpu = pin?.server ?? null
+  const dir = mkdtempSync(join(os.tmpdir(), 'sidecar-bench-'))
+  const outDir = join(ROOT, 'bench', '.out')
+  mkdirSync(outDir, { recursive: true })
+  const log = (msg: string): void => { console.error(`[bench ${((Date.now() - started) / 1000).toFixed(0).padStart(4)} s] ${msg}`) }
+
+  // Bodies and wrk scripts, written once.
+  const refreshFile = join(dir, 'livewire-refresh.json')
+  const processFile = join(dir, 'livewire-process.json')
+  writeFileSync(refreshFile, livewireBody('refresh'))
+  writeFileSync(processFile, livewireBody('process'))
+  const scripts = {
+    small: writeWrkScript(dir, 'get-small', { method: 'GET', path: PATHS.small }),
+    echo: writeWrkScript(dir, 'post-echo', { method: 'POST', path: PATHS.echo, headers: { 'Content-Type': 'application/json' }, bodyFile: refreshFile }),
+    big: writeWrkScript(dir, 'get-big', { method: 'GET', path: PATHS.big }),
+    replay: writeWrkScript(dir, 'livewire-replay', { method: 'POST', path: PATHS.livewire, headers: { 'Content-Type': LIVEWIRE_HEADERS['content-type'], 'X-Livewire': 'true' }, bodyFile: processFile }),
+    inspect: writeWrkScript(dir, 'livewire-inspect', { method: 'POST', path: PATHS.livewire, headers: { 'Content-Type': LIVEWIRE_HEADERS['content-type'], 'X-Livewire': 'true' }, bodyFile: refreshFile }),
+  }
+
+  // Targets.
+  const status: Record<string, string> = {}
+  const api = await startFakeMachinesApi()
+  const app = await startApp(dir, serverCpu)
+  spawned.push(app.child)
+  const appBase = `http://127.0.0.1:${app.port}`
+  const targets: Record<string, Target> = {}
+  const tryStart = async (key: string, start: () => Promise<Target>): Promise<void> => {
+    try {
+      const t = await start()
+      targets[key] = t
+      running.push(t)
+      spawned.push(...t.children)
+    } catch (err) {
+      status[key] = `did not start: ${(err as Error).message}`
+    }
+  }
+  if (wanted.has('direct')) targets.direct = directTarget(app)
+  if (wanted.has('nginx')) {
+    if (nginxBin === null) status.nginx = 'nginx is not installed'
+    else await tryStart('nginx', () => startNginx(dir, serverCpu, app.port, nginxBin))
+  }
+  if (wanted.has('http-proxy')) await tryStart('http-proxy', () => startHttpProxy(dir, serverCpu, app.port))
+  if (wanted.has('sidecar')) {
+    if (!sidecarAvailable()) status.sidecar = 'src/cli.ts does not exist yet'
+    else {
+      const profDir = join(outDir, 'prof')
+      const nodeArgs = args['cpu-prof'] ? ['--cpu-prof', `--cpu-prof-dir=${profDir}`] : []
+      await tryStart('sidecar', () => startSidecar({ name: 'sidecar', dir, cpu: serverCpu, appPort: app.port, config: SIDECAR_CONFIG, apiUrl: api.url, nodeArgs }))
+      await tryStart('sidecar-100', () => startSidecar({ name: 'sidecar-100', dir, cpu: serverCpu, appPort: app.port, config: writeHundredRulesConfig(dir), apiUrl: api.url }))
+    }
+  }
+  log(`started: ${Object.keys(targets).join(', ')}${Object.keys(status).length > 0 ? `; not started: ${JSON.stringify(status)}` : ''}`)
+
+  // Correctness before timing.
+  for (const [key, t] of Object.entries(targets)) {
+    const problems = await checkTarget(t.base, { appBase, sidecar: key.startsWith('sidecar'), streamIntervalMs: params.streamIntervalMs })
+    if (problems.length > 0) {
+      status[key] = `failed checks: ${problems.join('; ')}`
+      log(`${key} FAILED: ${problems.join('; ')}`)
+    }
+  }
+  const ok = (key: string): boolean => targets[key] !== undefined && status[key] === undefined
+  log(`checks passed: ${Object.keys(targets).filter(ok).join(', ') || 'none'}`)
+
+  const wrkCases: WrkCase[] = [
+    { id: 'get64', label: 'GET small ×64', path: PATHS.small, script: scripts.small, connections: c, on: ALL, bytes: false },
+    { id: 'get1', label: 'GET small ×1', path: PATHS.small, script: scripts.small, connections: 1, on: ALL, bytes: false },
+    { id: 'post64', label: 'POST echo ×64', path: PATHS.echo, script: scripts.echo, connections: c, on: ALL, bytes: false },
+    { id: 'big', label: 'GET 16 MiB', path: PATHS.big, script: scripts.big, connections: 1, on: ALL, bytes: true },
+    { id: 'replay', label: 'Livewire replay', path: PATHS.livewire, script: scripts.replay, connections: c, on: { sidecar: 'sidecar' }, bytes: false },
+    { id: 'inspect', label: 'Livewire inspect', path: PATHS.livewire, script: scripts.inspect, connections: c, on: { sidecar: 'sidecar' }, bytes: false },
+    { id: 'rules100', label: 'GET small ×64, 100 rules', path: PATHS.small, script: scripts.small, connections: c, on: { sidecar: 'sidecar-100' }, bytes: false },
+  ]
+  const samples: Samples = {}
+  const notes: string[] = []
+  const push = (caseId: string, column: string, key: string, v: number): void => {
+    const byTarget = samples[caseId] ??= {}
+    const byMetric = byTarget[column] ??= {}
+    ;(byMetric[key] ??= []).push(v)
+  }
+
+  const runOne = async (wc: WrkCase, column: string, key: string, durationS: number, record: boolean): Promise<void> => {
+    const t = targets[key] as Target
+    const cpu0 = cpuSeconds(t.pid)
+    let r: WrkResult
+    try {
+      r = await runWrk({ url: `${t.base}${wc.path}`, script: wc.script, connections: wc.connections, durationS, cpu: pin?.load ?? null })
+    } catch (err) {
+      status[key] = `failed during ${wc.id}: ${(err as Error).message.split('\n')[0] ?? ''}`
+      return
+    }
+    const cpu = cpuSeconds(t.pid) - cpu0
+    if (t.children.some((ch) => ch.exited)) { status[key] = `exited during ${wc.id} (log: ${t.children[0]?.log ?? ''})`; return }
+    const errors = r.socketErrors + r.statusErrors
+    if (errors > 0) notes.push(`${wc.label} on ${key}: ${r.statusErrors} responses ≥ 400 and ${r.socketErrors} socket errors of ${r.requests}${record ? '' : ' (warm-up)'}`)
+    if (!record || r.requests === 0) return
+    if (wc.bytes) {
+      push(wc.id, column, 'mibps', r.bytes / r.durationS / 2 ** 20)
+      push(wc.id, column, 'cpuGiB', cpu * 1e3 / (r.bytes / 2 ** 30))
+    } else {
+      push(wc.id, column, 'rps', r.requests / r.durationS)
+      push(wc.id, column, 'p50', r.p50us / 1e3)
+      push(wc.id, column, 'p99', r.p99us / 1e3)
+      push(wc.id, column, 'cpu', cpu * 1e6 / r.requests)
+    }
+  }
+
+  const runStreamsOne = async (column: string, chunks: number, record: boolean): Promise<void> => {
+    const t = targets[column] as Target
+    const r = await runStreams(t.base, params.streams, chunks, params.streamIntervalMs)
+    if (r.errors.length > 0) notes.push(`streams on ${column}: ${r.errors.length} problems, e.g. ${r.errors[0] ?? ''}`)
+    if (!record) return
+    push('streams', column, 'd50', quantile(r.delaysMs, 0.5))
+    push('streams', column, 'd99', quantile(r.delaysMs, 0.99))
+    push('streams', column, 'dmax', r.delaysMs[r.delaysMs.length - 1] ?? NaN)
+  }
+
+  const columns = ['direct', 'nginx', 'http-proxy', 'sidecar']
+  const rotate = <T>(xs: readonly T[], n: number): T[] => xs.map((_, i) => xs[(i + n) % xs.length] as T)
+  const round = async (r: number, record: boolean, durationS: number, chunks: number): Promise<void> => {
+    for (const wc of wrkCases) {
+      for (const column of rotate(columns, r)) {
+        const key = wc.on[column]
+        if (key === undefined || !ok(key) || interrupted) continue
+        await runOne(wc, column, key, durationS, record)
+        await sleep(150)
+      }
+    }
+    for (const column of rotate(columns, r)) {
+      if (ok(column)) await runStreamsOne(column, chunks, record)
+    }
+  }
+
+  log(`warm-up (${params.warmupS} s per case and target)`)
+  await round(0, false, params.warmupS, Math.min(10, params.streamChunks))
+  const apiCallsBefore = api.calls.length
+  for (let r = 0; r < params.rounds; r++) {
+    log(`round ${r + 1} of ${params.rounds}`)
+    await round(r, true, params.durationS, params.streamChunks)
+  }
+  const apiCallsTimed = api.calls.length - apiCallsBefore
+
+  // Memory: the high-water mark of the loads above, then RSS with idle open streams.
+  const extraRows: string[][] = []
+  const peak: Record<string, number> = {}
+  const idle: Record<string, { rss: number, perStream: number }> = {}
+  for (const column of columns) if (ok(column)) peak[column] = memory((targets[column] as Target).pid).hwm
+  for (const column of columns) {
+    if (!ok(column)) continue
+    const t = targets[column] as Target
+    try {
+      const before = memory(t.pid).rss
+      const held = await openIdleStreams(t.base, params.idleStreams)
+      await sleep(500)
+      const withStreams = memory(t.pid).rss
+      held.close()
+      if (held.problem !== null) notes.push(`idle streams on ${column}: ${held.problem}; RSS and KiB per stream are for those`)
+      if (held.opened > 0) idle[column] = { rss: withStreams, perStream: (withStreams - before) / held.opened }
+      await sleep(500)
+    } catch (err) {
+      notes.push(`idle streams on ${column}: ${(err as Error).message}`)
+    }
+  }
+  const mib = (b: number | undefined): string => b === undefined ? '—' : (b / 2 ** 20).toFixed(1)
+  const kib = (b: number | undefined): string => b === undefined ? '—' : (b / 1024).toFixed(1)
+  const memRow = (label: string, metric: string, f: (col: string) => number | undefined, fmt: (b: number | undefined) => string): string[] => {
+    const row = [label, metric]
+    const d = f('direct')
+    for (const col of columns) {
+      const v = f(col)
+      row.push(v === undefined ? (status[col] !== undefined ? 'failed' : '—') : fmt(v))
+      if (col !== 'direct') row.push(v !== undefined && d !== undefined && d > 0 ? `${(v / d).toFixed(2)}×` : '—')
+    }
+    const s = f('sidecar')
+    for (const peer of ['nginx', 'http-proxy']) {
+      const p = f(peer)
+      row.push(s !== undefined && p !== undefined && p > 0 ? `${(s / p).toFixed(2)}×` : '—')
+    }
+    return row
+  }
+  extraRows.push(memRow('peak RSS after all loads', 'MiB ↓', (col) => peak[col], mib))
+  extraRows.push(memRow(`${params.idleStreams.toLocaleString('en-US')} idle open streams`, 'RSS MiB ↓', (col) => idle[col]?.rss, mib))
+  extraRows.push(memRow(`${params.idleStreams.toLocaleString('en-US')} idle open streams`, 'KiB per stream ↓', (col) => idle[col]?.perStream, kib))
+
+  // Stop everything before writing (so a profile is flushed).
+  for (const t of [...running].reverse()) await stopTarget(t)
+  await stopChild(app.child)
+  await api.close()
+
+  // ── report ─────────────────────────────────────────────────────────────
+  const get1 = (caseId: string, target: string, m: MetricSpec): number | undefined => get(samples, caseId, target, m)?.best
+  const goal = (text: string, a: number | undefined, b: number | undefined, fmt: (a: number, b: number) => [string, boolean]): Goal => {
+    if (a === undefined || b === undefined) return { goal: text, measured: 'not measured', met: null }
+    const [measured, met] = fmt(a, b)
+    return { goal: text, measured, met }
+  }
+  const ratioGoal = (min: number, what: string) => (a: number, b: number): [string, boolean] => [`${(a / b).toFixed(2)}× ${what} (${Math.round(a).toLocaleString('en-US')} vs ${Math.round(b).toLocaleString('en-US')})`, a / b >= min]
+  const maxRatioGoal = (max: number, what: string, unit: string) => (a: number, b: number): [string, boolean] => [`${(a / b).toFixed(2)}× ${what} (${a.toFixed(1)} vs ${b.toFixed(1)} ${unit})`, a / b <= max]
+  const goals: Goal[] = [
+    goal('GET 100 B ×64: sidecar req/s ≥ 1.5× plain http-proxy', get1('get64', 'sidecar', M.rps), get1('get64', 'http-proxy', M.rps), ratioGoal(1.5, 'http-proxy')),
+    goal('POST 16 KiB ×64: sidecar req/s ≥ 1.5× plain http-proxy', get1('post64', 'sidecar', M.rps), get1('post64', 'http-proxy', M.rps), ratioGoal(1.5, 'http-proxy')),
+    goal('GET 100 B ×64: sidecar CPU/request ≤ 2.5× nginx', get1('get64', 'sidecar', M.cpu), get1('get64', 'nginx', M.cpu), maxRatioGoal(2.5, 'nginx', 'µs')),
+    goal('POST 16 KiB ×64: sidecar CPU/request ≤ 2.5× nginx', get1('post64', 'sidecar', M.cpu), get1('post64', 'nginx', M.cpu), maxRatioGoal(2.5, 'nginx', 'µs')),
+    goal('GET 16 MiB: sidecar MiB/s ≥ 0.75× nginx', get1('big', 'sidecar', M.mibps), get1('big', 'nginx', M.mibps), ratioGoal(0.75, 'nginx')),
+    goal('Streams: sidecar chunk delay p99 ≤ nginx p99 + 1 ms', get1('streams', 'sidecar', M.d99), get1('streams', 'nginx', M.d99),
+      (a, b) => [`${a.toFixed(2)} ms vs ${b.toFixed(2)} ms (${a - b >= 0 ? '+' : '−'}${Math.abs(a - b).toFixed(2)} ms)`, a <= b + 1]),
+    goal('Livewire replay answers req/s ≥ the app echoing that body directly', get1('replay', 'sidecar', M.rps), get1('post64', 'direct', M.rps), ratioGoal(1, 'direct echo')),
+    goal('Inspected, not matching: ≥ 0.9× sidecar pass-through POST', get1('inspect', 'sidecar', M.rps), get1('post64', 'sidecar', M.rps), ratioGoal(0.9, 'pass-through POST')),
+    goal('100 rules: ≥ 0.95× 1 rule (GET 100 B ×64)', get1('rules100', 'sidecar', M.rps), get1('get64', 'sidecar', M.rps), ratioGoal(0.95, '1 rule')),
+    goal('Sidecar peak RSS under these loads ≤ 80 MiB', peak.sidecar, 80 * 2 ** 20, (a) => [`${mib(a)} MiB`, a <= 80 * 2 ** 20]),
+    goal('Sidecar RSS per idle open stream < 60 KiB', idle.sidecar?.perStream, 60 * 1024, (a) => [`${kib(a)} KiB`, a < 60 * 1024]),
+  ]
+
+  const cpuModel = os.cpus()[0]?.model ?? '?'
+  const commit = spawnSync('git', ['-C', ROOT, 'log', '-1', '--format=%h %cI'], { encoding: 'utf8' }).stdout.trim()
+  const dirty = spawnSync('git', ['-C', ROOT, 'status', '--porcelain', '--', 'src'], { encoding: 'utf8' }).stdout.trim() !== ''
+  const date = new Date().toISOString().replace(/\.\d+Z$/, 'Z')
+  const header = [
+    `Date: ${date} · machine: ${cpus} × ${cpuModel}, ${(os.totalmem() / 2 ** 30).toFixed(1)} GiB, Linux ${os.release()}${process.env.BENCH_MACHINE !== undefined ? ` (${process.env.BENCH_MACHINE})` : ''}`,
+    `Versions: Node ${process.version} · ${toolVersion('nginx', nginxBin ?? 'nginx', ['-v'])} · ${toolVersion('wrk', 'wrk', ['-v'])} · fastify ${pkgVersion('fastify')} · @fastify/http-proxy ${pkgVersion('@fastify/http-proxy')} · undici ${pkgVersion('undici')} · sidecar at ${commit}${dirty ? ' (+ uncommitted changes in src/)' : ''}`,
+    `Parameters: ${params.rounds} interleaved round${params.rounds === 1 ? '' : 's'} × ${params.durationS} s per case and target after ${params.warmupS} s warm-up; wrk -t1 -c${c} (-c1 for the 1-connection and 16 MiB cases); ` +
+      `streams ${params.streams} × ${params.streamChunks} chunks every ${params.streamIntervalMs} ms; ${params.idleStreams} idle streams; ` +
+      (pin !== null ? `wrk and the stream clients pinned to CPU ${pin.load}, proxy and app to CPU ${pin.server} (taskset)` : 'NOT pinned (fewer than 2 CPUs or no taskset)') +
+      `; nginx: 1 worker, proxy_buffering off, proxy_request_buffering off, keep-alive upstream; http-proxy: Fastify + @fastify/http-proxy defaults; sidecar: bench/config/sidecar.yaml (1 Livewire body rule, metrics off).`,
+    'Cells: best / median ±spread over rounds (spread = (max − min) / median); ratios compare best rounds. ↑ higher is better, ↓ lower. ' +
+      'CPU is the proxy process\'s own user+system time (nginx: its worker; direct: the app) from /proc/<pid>/stat. Stream delays are receive time minus the app\'s send stamp (CLOCK_MONOTONIC); peer columns show the difference.',
+  ]
+  const table = renderTable({ cases: tableCases, samples, peers: columns.slice(0, 3), sidecar: 'sidecar', status, extraRows })
+  const statusLines = Object.entries(status).map(([k, v]) => `- ${k}: ${v}`)
+  notes.push(`Machines API calls during the timed rounds: ${apiCallsTimed} (${api.calls.length} in all).`)
+  const elapsed = `${((Date.now() - started) / 1000).toFixed(0)} s`
+  const md = [
+    '# Benchmark results', '',
+    ...header.map((h) => `${h}  `), '',
+    table, '',
+    '## Goals (issue #5)', '',
+    renderGoals(goals), '',
+    ...(statusLines.length > 0 ? ['## Targets not timed', '', ...statusLines, ''] : []),
+    '## Notes', '',
+    ...notes.map((n) => `- ${n}`),
+    `- Whole run: ${elapsed}.`, '',
+  ].join('\n')
+  console.log(md)
+  writeFileSync(join(outDir, 'last.json'), JSON.stringify({ date, params, samples, status, peak, idle, notes }, null, 2))
+  if (writeResults) {
+    writeFileSync(join(ROOT, 'bench', 'RESULTS.md'), md)
+    log('wrote bench/RESULTS.md')
+  }
+  if (args.keep) log(`kept ${dir}`)
+  else rmSync(dir, { recursive: true, force: true })
+}
+
+main().catch((err: unknown) => {
+  console.error(err)
+  killAll()
+  process.exitCode = 1
+})
