@@ -49,6 +49,15 @@ export function patternBytes (n: number): Buffer {
   return buf
 }
 
+/** Listens on 127.0.0.1:`port` exactly (an app that starts late on the port a proxy targets). */
+export async function listenOn (server: net.Server, port: number): Promise<number> {
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject)
+    server.listen(port, '127.0.0.1', () => { server.off('error', reject); resolve() })
+  })
+  return port
+}
+
 function record (req: http.IncomingMessage, res: http.ServerResponse, requests: SeenRequest[]): SeenRequest {
   const hash = createHash('sha256')
   let resolveAborted!: () => void
@@ -227,18 +236,25 @@ export async function rawApp (response: string | Buffer): Promise<App & { heads:
 
 /**
  * WebSocket echo: echoes every message (text stays text, binary stays binary); picks the
- * subprotocol `chat.v2` when offered; the message `close-4001` makes it close with code 4001
- * and reason `bye`. Handshake request headers are recorded.
+ * subprotocol `chat.v2` when offered; negotiates permessage-deflate; the message `close-4001` makes it close with code 4001
+ * and reason `bye`; a handshake to `/deny` is refused with 403. Handshake request headers and
+ * the close codes the app receives are recorded.
  */
-export async function websocketEchoApp (): Promise<App> {
+export async function websocketEchoApp (port = 0): Promise<App & { closeCodes: number[], open: () => number }> {
   const requests: SeenRequest[] = []
+  const closeCodes: number[] = []
   const server = http.createServer((_req, res) => { res.writeHead(426); res.end() })
   const wss = new WebSocketServer({
     server,
     handleProtocols: (protocols) => (protocols.has('chat.v2') ? 'chat.v2' : false),
+    perMessageDeflate: true,
+    verifyClient: (info, done) => {
+      if (info.req.url === '/deny') done(false, 403, 'Forbidden')
+      else done(true)
+    },
   })
-  wss.on('headers', () => {})
   wss.on('connection', (ws, req) => {
+    ws.on('close', (code) => { closeCodes.push(code) })
     requests.push({
       method: req.method ?? '',
       url: req.url ?? '',
@@ -255,11 +271,13 @@ export async function websocketEchoApp (): Promise<App> {
       ws.send(data, { binary: isBinary })
     })
   })
-  const port = await listen(server)
+  const bound = port === 0 ? await listen(server) : await listenOn(server, port)
   return {
-    url: `http://127.0.0.1:${port}`,
-    port,
+    url: `http://127.0.0.1:${bound}`,
+    port: bound,
     requests,
+    closeCodes,
+    open: () => wss.clients.size,
     close: async () => {
       for (const c of wss.clients) c.terminate()
       await new Promise<void>((resolve) => wss.close(() => resolve()))
