@@ -36,9 +36,10 @@ function messageOf (err: unknown): string {
  * forwarder retries while the app may still be starting.
  */
 export function isConnectionRefused (err: unknown): boolean {
-  if (codeOf(err) === 'ECONNREFUSED') return true
+  // Every address tried must have refused (Node's AggregateError carries the first one's code).
   const inner = (err as { errors?: unknown } | null)?.errors
-  return Array.isArray(inner) && inner.length > 0 && inner.every(isConnectionRefused)
+  if (Array.isArray(inner) && inner.length > 0) return inner.every(isConnectionRefused)
+  return codeOf(err) === 'ECONNREFUSED'
 }
 
 /**
