@@ -25,9 +25,8 @@ export interface Routing {
   readonly rules: CompiledRules
   readonly onFly: boolean
   readonly replayTimeout: string
-  /** fly.private-url with {app} and {port} filled; {id} is filled per Machine. */
-  readonly privateUrlPrefix: string
-  readonly privateUrlSuffix: string
+  /** fly.private-url with {app} and {port} filled at start-up; {id} filled per Machine. */
+  readonly privateOrigin: (machineId: string) => string
   readonly maxInspectBytes: number
 }
 
@@ -35,14 +34,15 @@ export function buildRouting (config: Config): Routing {
   const template = config.fly.privateUrl
     .replaceAll('{app}', config.fly.app ?? '')
     .replaceAll('{port}', String(config.listen.port))
-  const at = template.indexOf('{id}')
+  const [before, ...after] = template.split('{id}')
+  const rest = after.join('{id}')
+  const privateOrigin = after.length === 0 ? () => template : (id: string) => `${before ?? ''}${id}${rest.replaceAll('{id}', id)}`
   return {
     config,
     rules: compileRules(config.rules, { maxBodyBytes: config.inspect.maxBodyBytes }),
     onFly: config.fly.app !== undefined && config.fly.machineId !== undefined,
     replayTimeout: formatDuration(config.fly.replayTimeoutMs),
-    privateUrlPrefix: at === -1 ? template : template.slice(0, at),
-    privateUrlSuffix: at === -1 ? '' : template.slice(at + 4),
+    privateOrigin,
     maxInspectBytes: config.inspect.maxBodyBytes,
   }
 }
@@ -53,7 +53,12 @@ export interface HandlerDeps {
   readonly pools: PoolMachines
   readonly metrics: SidecarMetrics | undefined
   readonly routing: () => Routing
+  /** A body read for body rules must arrive within this (slow-body protection). Default 60 s. */
+  readonly inspectBodyTimeoutMs?: number
 }
+
+/** As long as Node gives a client for its headers: a body rule's body is part of the decision too. */
+export const DEFAULT_INSPECT_BODY_TIMEOUT_MS = 60_000
 
 const REPLAY_BODY = '{"replay":true}\n'
 const REPLAY_BODY_LENGTH = String(Buffer.byteLength(REPLAY_BODY))
@@ -103,6 +108,7 @@ export function createRequestHandler (deps: HandlerDeps): {
   upgrade: (req: IncomingMessage, socket: Duplex, head: Buffer) => void
 } {
   const { logger, forwarder, pools, metrics } = deps
+  const inspectTimeoutMs = deps.inspectBodyTimeoutMs ?? DEFAULT_INSPECT_BODY_TIMEOUT_MS
 
   function record (started: bigint, kind: DecisionKind, rule: string | undefined): void {
     if (metrics !== undefined) metrics.decision(kind, rule ?? '', Number(process.hrtime.bigint() - started) / 1e9)
@@ -127,7 +133,7 @@ export function createRequestHandler (deps: HandlerDeps): {
       case 'forward': {
         record(started, 'forward', rule.name)
         logger.info({ method: req.method, url: req.url, decision: 'forward', rule: rule.name, pool: pool.name, machine: d.machineId }, 'request')
-        const origin = routing.privateUrlPrefix + d.machineId + routing.privateUrlSuffix
+        const origin = routing.privateOrigin(d.machineId)
         forwarder.forward(req, res, prefix === undefined ? { origin } : { origin, prefix })
         return
       }
@@ -166,8 +172,18 @@ export function createRequestHandler (deps: HandlerDeps): {
   async function withBody (req: IncomingMessage, res: ServerResponse, started: bigint, routing: Routing, candidates: readonly CompiledRule[]): Promise<void> {
     let body: BufferedBody
     try {
-      body = await readBodyPrefix(req, routing.maxInspectBytes)
+      body = await readBodyPrefix(req, routing.maxInspectBytes, inspectTimeoutMs)
     } catch (err) {
+      if (err instanceof SidecarError && err.code === 'SIDECAR_ERR_BODY_TIMEOUT') {
+        // A dripped body would otherwise hold the connection and its buffer for ever.
+        logger.info({ method: req.method, url: req.url, code: err.code }, 'request body too slow')
+        if (!res.headersSent && !res.destroyed) {
+          res.shouldKeepAlive = false
+          answerError(res, err)
+          res.once('finish', () => { req.destroy() })
+        }
+        return
+      }
       // The client went away or sent a broken body while we were reading it: nothing to serve.
       logger.info({ method: req.method, url: req.url, err }, 'request body aborted')
       if (!res.headersSent && !res.destroyed) res.destroy()

@@ -2,6 +2,7 @@
 // one catch-all route that hands the raw request to the request handler, and upgrade handling.
 // Bodies are never parsed by Fastify: a `*` content-type parser leaves the stream untouched.
 import Fastify, { type FastifyError, type FastifyInstance } from 'fastify'
+import http from 'node:http'
 import type { AddressInfo } from 'node:net'
 import type { Logger } from 'pino'
 import { createRequestHandler, type Routing } from './request-handler.ts'
@@ -13,7 +14,9 @@ import { canConnect } from './app-probe.ts'
 import { SidecarError } from './errors.ts'
 
 const HEALTH_PROBE_TIMEOUT_MS = 1000
-const METHODS = ['DELETE', 'GET', 'HEAD', 'PATCH', 'POST', 'PUT', 'OPTIONS', 'PROPFIND', 'PROPPATCH', 'MKCOL', 'COPY', 'MOVE', 'LOCK', 'UNLOCK', 'TRACE', 'SEARCH', 'REPORT', 'MKCALENDAR']
+// Fastify's own set; every other method Node's parser accepts (WebDAV, SEARCH, ...) is added so
+// the app sees it: a proxy has no opinion on methods.
+const FASTIFY_METHODS = new Set(['GET', 'HEAD', 'TRACE', 'DELETE', 'OPTIONS', 'PATCH', 'PUT', 'POST', 'QUERY'])
 
 export interface ServerOptions {
   readonly logger: Logger
@@ -22,7 +25,14 @@ export interface ServerOptions {
   readonly metrics: SidecarMetrics | undefined
   /** Current routing; read per request so a reload swaps it atomically. */
   readonly routing: () => Routing
+  /** A client whose request headers are not all in after this long gets 408 (slowloris). Default 60 s. */
+  readonly headersTimeoutMs?: number
+  /** A body read for body rules must arrive within this; else 408. Default 60 s. */
+  readonly inspectBodyTimeoutMs?: number
 }
+
+/** Node's own default, kept explicit: requestTimeout is 0 here, the headers still have a limit. */
+export const DEFAULT_HEADERS_TIMEOUT_MS = 60_000
 
 export interface SidecarServer {
   readonly fastify: FastifyInstance
@@ -41,20 +51,24 @@ export function createServer (options: ServerOptions): SidecarServer {
   let everUp = false
   let inFlight = 0
   const handler = createRequestHandler(options)
+  const headersTimeout = options.headersTimeoutMs ?? DEFAULT_HEADERS_TIMEOUT_MS
 
   const fastify = Fastify({
+    // Requests are logged once by the request handler, with their decision.
     logger: false,
-    // Requests are logged once by the request handler with their decision.
-    disableRequestLogging: true,
-    // Headers and paths go to the app as received; Fastify must not rewrite or reject them.
-    ignoreTrailingSlash: false,
-    ignoreDuplicateSlashes: false,
-    maxParamLength: 100_000,
-    // The query is read raw by the rules; Fastify's parse of it would be wasted work.
-    querystringParser: () => ({}),
+    routerOptions: {
+      // Paths go to the app as received; Fastify must not rewrite or reject them.
+      ignoreTrailingSlash: false,
+      ignoreDuplicateSlashes: false,
+      maxParamLength: 100_000,
+      // The query is read raw by the rules; Fastify's parse of it would be wasted work.
+      querystringParser: () => ({}),
+    },
     // Long event streams and uploads must not be cut by the sidecar itself.
     requestTimeout: 0,
     connectionTimeout: 0,
+    // Node checks the headers timeout on an interval (30 s by default): scale it with the timeout.
+    http: { headersTimeout, connectionsCheckingInterval: Math.min(30_000, Math.max(50, Math.floor(headersTimeout / 4))) },
     keepAliveTimeout: 75_000,
     return503OnClosing: true,
     forceCloseConnections: 'idle',
@@ -82,8 +96,11 @@ export function createServer (options: ServerOptions): SidecarServer {
     res.once('close', () => { inFlight-- })
     handler.handle(request.raw, res)
   }
-  fastify.route({ method: METHODS, url: '/', handler: catchAll })
-  fastify.route({ method: METHODS, url: '/*', handler: catchAll })
+  for (const method of http.METHODS) {
+    if (!FASTIFY_METHODS.has(method)) fastify.addHttpMethod(method, { hasBody: true })
+  }
+  fastify.all('/', catchAll)
+  fastify.all('/*', catchAll)
 
   fastify.setErrorHandler((err: FastifyError, _request, reply) => {
     // Only Fastify's own errors reach here (bad URL, unsupported method): answer in our shape.
