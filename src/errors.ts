@@ -20,6 +20,7 @@ export const codes = {
 
   // ── BODY: request body inspection ──────────────────────────────────────────
   SIDECAR_ERR_BODY_ABORTED: { message: 'the request body ended early after %s bytes: %s' },
+  SIDECAR_ERR_BODY_TIMEOUT: { status: 408, message: 'the request body needed for the rules did not arrive within %s ms' },
 
   // ── UPSTREAM: proxying to the app or to a pool Machine ─────────────────────
   SIDECAR_ERR_UPSTREAM_UNAVAILABLE: { status: 502, message: 'the app is not accepting connections' },
@@ -45,6 +46,8 @@ export const codes = {
   SIDECAR_ERR_MACHINES_CLOSED: { message: 'the pool Machines client is closed' },
 
   // ── CHILD: supervising the app process ─────────────────────────────────────
+  SIDECAR_ERR_CHILD_SPAWN: { message: 'cannot start the app command %s: %s' },
+  SIDECAR_ERR_CHILD_SIGNAL: { message: 'cannot send %s to the app process group %s: %s' },
 
   // ── SERVER: the sidecar's own HTTP server ───────────────────────────────────
   SIDECAR_ERR_SERVER_INTERNAL: { status: 500, message: 'the sidecar failed to handle the request' },
