@@ -307,11 +307,11 @@ async function main (): Promise<void> {
   const kib = (b: number | undefined): string => b === undefined ? '—' : (b / 1024).toFixed(1)
   const memRow = (label: string, metric: string, f: (col: string) => number | undefined, fmt: (b: number | undefined) => string): string[] => {
     const row = [label, metric]
-    const d = f('direct')
     for (const col of columns) {
       const v = f(col)
       row.push(v === undefined ? (status[col] !== undefined ? 'failed' : '—') : fmt(v))
-      if (col !== 'direct') row.push(v !== undefined && d !== undefined && d > 0 ? `${(v / d).toFixed(2)}×` : '—')
+      // The app is shared by every target, so its memory is no floor for a proxy's: no ratio.
+      if (col !== 'direct') row.push('—')
     }
     const s = f('sidecar')
     for (const peer of ['nginx', 'http-proxy']) {
