@@ -56,7 +56,11 @@ async function startCli (t: Test, opts: { env?: Record<string, string>, config?:
 async function until (what: string, fn: () => boolean | Promise<boolean>, ms = 10_000): Promise<void> {
   const deadline = Date.now() + ms
   while (Date.now() < deadline) {
-    if (await fn()) return
+    try {
+      if (await fn()) return
+    } catch {
+      // Not listening yet: try again.
+    }
     await new Promise((resolve) => setTimeout(resolve, 25))
   }
   throw new Error(`timed out waiting for ${what}`)
