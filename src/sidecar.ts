@@ -29,6 +29,17 @@ export interface SidecarOptions {
   readonly watchConfig?: boolean
   /** Replaces the Machines API client (tests, embedding). */
   readonly pools?: PoolMachines
+  /** Timeouts that are not in the config file; the defaults suit production, tests shorten them. */
+  readonly timeouts?: Partial<SidecarTimeouts>
+}
+
+export interface SidecarTimeouts {
+  /** A client's request headers must all arrive within this, else 408 (slowloris). Default 60 s. */
+  readonly clientHeadersMs: number
+  /** A body read for body rules must arrive within this, else 408. Default 60 s. */
+  readonly inspectBodyMs: number
+  /** The app must send its response headers within this, else 504. Default 300 s. */
+  readonly appHeadersMs: number
 }
 
 export interface Sidecar {
@@ -72,12 +83,21 @@ export async function startSidecar (options: SidecarOptions): Promise<Sidecar> {
   const forwarder = createForwarder({
     origin: config.app.url,
     readyTimeoutMs: config.app.readyTimeoutMs,
+    ...(options.timeouts?.appHeadersMs === undefined ? {} : { headersTimeoutMs: options.timeouts.appHeadersMs }),
     logger: logger.child({ component: 'proxy' }),
     ...(metrics === undefined
       ? {}
       : { onUpstreamError: (code: string) => metrics.upstreamError(code), onStream: (d: 1 | -1) => metrics.stream(d) }),
   })
-  const server: SidecarServer = createServer({ logger, forwarder, pools, metrics, routing: () => routing })
+  const server: SidecarServer = createServer({
+    logger,
+    forwarder,
+    pools,
+    metrics,
+    routing: () => routing,
+    ...(options.timeouts?.clientHeadersMs === undefined ? {} : { headersTimeoutMs: options.timeouts.clientHeadersMs }),
+    ...(options.timeouts?.inspectBodyMs === undefined ? {} : { inspectBodyTimeoutMs: options.timeouts.inspectBodyMs }),
+  })
   // Contract §2: the port is bound at once, before the app is ready; early requests wait in
   // the forwarder for the app's port.
   const address = await server.listen(config.listen.host, config.listen.port)

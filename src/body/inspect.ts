@@ -18,14 +18,17 @@ export interface BufferedBody {
  * explicitly: pipe it, iterate it or call resume() (undici does); a bare 'data' listener alone
  * does not restart a paused stream.
  * Rejects with SIDECAR_ERR_BODY_ABORTED (the stream's error as `cause`) when the client aborts or
- * the body breaks before that point.
+ * the body breaks before that point, and with SIDECAR_ERR_BODY_TIMEOUT when `timeoutMs` (if given)
+ * passes first; the stream is then left paused, its owner closes it.
  */
-export function readBodyPrefix (req: Readable, maxBytes: number): Promise<BufferedBody> {
+export function readBodyPrefix (req: Readable, maxBytes: number, timeoutMs?: number): Promise<BufferedBody> {
   return new Promise<BufferedBody>((resolve, reject) => {
     const chunks: Buffer[] = []
     let held = 0
+    let timer: NodeJS.Timeout | undefined
 
     const cleanup = (): void => {
+      clearTimeout(timer)
       req.off('data', onData)
       req.off('end', onEnd)
       req.off('error', onError)
@@ -70,5 +73,12 @@ export function readBodyPrefix (req: Readable, maxBytes: number): Promise<Buffer
     req.on('end', onEnd)
     req.on('error', onError)
     req.on('close', onClose)
+    if (timeoutMs !== undefined) {
+      timer = setTimeout(() => {
+        req.pause()
+        cleanup()
+        reject(new SidecarError('SIDECAR_ERR_BODY_TIMEOUT', [timeoutMs]))
+      }, timeoutMs)
+    }
   })
 }
