@@ -1,5 +1,5 @@
 // PoolMachines over the Fly Machines API: a cache per pool, single-flight lookups and creations,
-// convergence after create races, stale-image replacement and stuck-create replacement.
+// convergence after create races, stale-image replacement and replacement of creates that never start.
 import { randomBytes } from 'node:crypto'
 import { setTimeout as sleep } from 'node:timers/promises'
 import type { Logger } from 'pino'
@@ -295,7 +295,7 @@ export function createPoolMachines (options: PoolMachinesOptions): PoolMachines 
     return state.growing
   }
 
-  /** Creates one Machine and waits for it to start; replaces one stuck in `created`. */
+  /** Creates one Machine and waits for it to start; replaces one stuck in `created` or `failed`. */
   async function createOne (state: PoolState): Promise<Machine> {
     const pool = state.config
     const self = await ownRecord()
@@ -336,11 +336,11 @@ export function createPoolMachines (options: PoolMachinesOptions): PoolMachines 
         state.unready.add(machine.id)
         throw new SidecarError('SIDECAR_ERR_MACHINES_NOT_STARTED', [machine.id, pool.name, timing.startTimeoutMs], { details: { state: current.state } })
       }
-      // Stuck in `created` (seen for hours on Fly): destroy it and make another.
-      logger.warn({ pool: pool.name, machine: machine.id, state: current?.state }, 'pool machine stuck in created, replacing')
-      lastError = new SidecarError('SIDECAR_ERR_MACHINES_NOT_STARTED', [machine.id, pool.name, timing.startTimeoutMs])
+      // Stuck in `created` (seen for hours on Fly) or failed to boot: destroy it and make another.
+      logger.warn({ pool: pool.name, machine: machine.id, state: current?.state ?? 'gone' }, 'pool machine did not start, replacing')
+      lastError = new SidecarError('SIDECAR_ERR_MACHINES_NOT_STARTED', [machine.id, pool.name, timing.startTimeoutMs], { details: { state: current?.state ?? 'gone' } })
       state.retiring.add(`destroy:${machine.id}`)
-      if (current !== undefined && current.state === 'created') await client.destroy(machine.id, true)
+      if (current !== undefined && (current.state === 'created' || current.state === 'failed')) await client.destroy(machine.id, true)
     }
     throw new SidecarError('SIDECAR_ERR_MACHINES_CREATE_FAILED', [pool.name, lastError instanceof Error ? lastError.message : 'no attempt succeeded'], { cause: lastError })
   }

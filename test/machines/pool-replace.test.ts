@@ -67,8 +67,28 @@ t.test('stuck in created past the deadline: destroyed with force, created again'
     `GET ${BASE}?metadata.sidecar_pool=tasker 200`,
   ])
   t.strictSame(created, ['tasker', 'tasker'])
-  t.ok(logs.lines().some((l) => l.msg === 'pool machine stuck in created, replacing' && l.machine === stuck.id))
+  t.ok(logs.lines().some((l) => l.msg === 'pool machine did not start, replacing' && l.machine === stuck.id && l.state === 'created'))
   t.strictSame(spec.checkAll(api.calls), [])
+})
+
+t.test('failed to boot: destroyed with force, created again', async (t) => {
+  let n = 0
+  const api = await startMachinesApi({
+    app: APP,
+    token: TOKEN,
+    maxWaitMs: 40,
+    createDelayMs: 5,
+    runtime: { onStart: () => { if (n++ === 0) throw new Error('exec format error') } },
+  })
+  t.teardown(() => api.close())
+  seedSelf(api)
+  const { pools, logs } = startPools(t, api, { timing: { startTimeoutMs: 100 } })
+  const pick = await pools.pick('tasker')
+  const [failed, second] = [...api.machines.values()].filter((m) => m.metadata.sidecar_pool === 'tasker')
+  if (failed === undefined || second === undefined) throw new Error('expected two creates')
+  t.strictSame(pick, { ok: true, machineId: second.id })
+  t.ok(api.calls.some((c) => c.method === 'DELETE' && c.path === `${BASE}/${failed.id}` && c.query.force === 'true'))
+  t.ok(logs.lines().some((l) => l.msg === 'pool machine did not start, replacing' && l.state === 'failed'))
 })
 
 t.test('never started and never stuck in created: the pick fails with NOT_STARTED', async (t) => {
