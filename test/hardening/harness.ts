@@ -44,7 +44,7 @@ export const RULES = `rules:
     to: tasker
 `
 
-export function configYaml (opts: { appUrl: string, extra?: string, rules?: string, apiUrl?: string, metrics?: boolean, readyTimeout?: string }): string {
+export function configYaml (opts: { appUrl: string, extra?: string, rules?: string, apiUrl?: string, metrics?: boolean, readyTimeout?: string, privateUrl?: string }): string {
   return `listen: 127.0.0.1:0
 app:
   url: ${opts.appUrl}
@@ -54,7 +54,7 @@ app:
 metrics: ${opts.metrics === true ? '\n  listen: 127.0.0.1:0' : 'false'}
 fly:
   replay-timeout: 30s
-  private-url: http://127.0.0.1:1
+  private-url: ${opts.privateUrl ?? 'http://127.0.0.1:1'}
 ${opts.apiUrl === undefined ? '' : `  api-url: ${opts.apiUrl}\n`}pools:
   tasker:
     size: 1
@@ -98,6 +98,8 @@ export async function startHardened (t: Test, opts: {
   apiUrl?: string
   metrics?: boolean
   readyTimeout?: string
+  /** fly.private-url (where `oversize: forward` sends a request); default a refusing port. */
+  privateUrl?: string
   env?: Record<string, string>
   /** A PoolMachines, a factory given the parsed config and logger, or null for the real client. */
   pools?: PoolMachines | ((config: Config, logger: Logger) => PoolMachines) | null
@@ -118,6 +120,7 @@ export async function startHardened (t: Test, opts: {
     ...(opts.apiUrl === undefined ? {} : { apiUrl: opts.apiUrl }),
     ...(opts.metrics === undefined ? {} : { metrics: opts.metrics }),
     ...(opts.readyTimeout === undefined ? {} : { readyTimeout: opts.readyTimeout }),
+    ...(opts.privateUrl === undefined ? {} : { privateUrl: opts.privateUrl }),
   })
   const config = parseConfig(yaml, opts.file ?? '/tmp/hardening-routes.yaml', env)
   const sidecar = await startSidecar({
