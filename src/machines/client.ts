@@ -113,10 +113,8 @@ interface CallSpec {
   readonly body?: unknown
   readonly retry: boolean
   readonly timeoutMs?: number
-  /** Statuses answered to the caller instead of thrown (e.g. 404 on get, 408 on wait). */
+  /** Statuses answered to the caller instead of thrown (e.g. 404 on get, 408 on wait): answers, not failures. */
   readonly passStatuses?: readonly number[]
-  /** A pass-through status that still counts as an API failure for the circuit. */
-  readonly transient?: (status: number) => boolean
 }
 
 interface CallResult {
@@ -205,12 +203,14 @@ export function createMachinesClient (options: MachinesClientOptions): MachinesC
       throw error
     }
     const passed = spec.passStatuses?.includes(status) === true
-    const transient = status === 408 || status === 429 || status >= 500
-    if ((passed && spec.transient?.(status) !== true) || (!passed && !transient)) circuit.success()
+    const ok = status >= 200 && status < 300
+    // Any answer but 408/429/5xx shows the API is up, as far as the circuit is concerned.
+    if (passed || !(status === 408 || status === 429 || status >= 500)) circuit.success()
     else circuit.failure()
-    if (passed || (status >= 200 && status < 300)) {
+    if (passed || ok) {
       let json: unknown
-      if (text !== '') {
+      // A passed-through error status only needs its status: its body may be anything.
+      if (text !== '' && ok) {
         try {
           json = JSON.parse(text)
         } catch (cause) {
@@ -219,7 +219,7 @@ export function createMachinesClient (options: MachinesClientOptions): MachinesC
           throw error
         }
       }
-      record(spec.op, status >= 200 && status < 300 ? 'ok' : String(status), started)
+      record(spec.op, ok ? 'ok' : String(status), started)
       return { status, json }
     }
     const retryAfterMs = status === 429 || status === 503 ? parseRetryAfter(retryAfter, now()) : undefined

@@ -150,11 +150,14 @@ t.test('404 on get is undefined, 404 on destroy is done, 408 on wait is false', 
   const { api, client } = await setup(t)
   const m = api.addMachine({ state: 'stopped', metadata: { sidecar_pool: 'tasker' } })
   t.equal(await client.get('missing0000000'), undefined)
+  api.fault({ method: 'GET' }, { status: 404, body: '404 page not found' })
+  t.equal(await client.get('missing0000000'), undefined, 'whatever the 404 body is')
   await client.destroy('missing0000000', false)
   t.equal(await client.wait(m.id, 'started', 1), false, '408 from the fake (clamped waits)')
   await client.destroy(m.id, false)
   t.equal(api.machines.get(m.id)?.state, 'destroyed')
   t.strictSame(api.calls.map((c) => `${brief(c)} ${c.status}`), [
+    `GET ${LIST}/missing0000000 404`,
     `GET ${LIST}/missing0000000 404`,
     `DELETE ${LIST}/missing0000000 404`,
     `GET ${LIST}/${m.id}/wait?state=started&timeout=1 408`,
