@@ -45,6 +45,21 @@ export interface Forwarder {
   close (): Promise<void>
 }
 
+/**
+ * Idempotent methods (RFC 9110 §9.2.2): without a body, sending one again after the app closed a
+ * kept-alive connection under it cannot do anything twice that the client did not ask for.
+ */
+const RESENDABLE_METHODS: ReadonlySet<string> = new Set(['GET', 'HEAD', 'OPTIONS', 'TRACE', 'PUT', 'DELETE'])
+
+/**
+ * The app closed the connection before any byte of an answer: the usual race when the app drops
+ * an idle kept-alive socket just as the sidecar reuses it.
+ */
+function closedBeforeAnswer (err: Error): boolean {
+  const code = (err as { code?: unknown }).code
+  return code === 'ECONNRESET' || code === 'EPIPE' || (code === 'UND_ERR_SOCKET' && (err.message === 'other side closed' || err.message === 'closed'))
+}
+
 /** How often a refused connection is tried again inside the ready window. */
 const RETRY_INTERVAL_MS = 100
 const DEFAULT_HEADERS_TIMEOUT_MS = 300_000
@@ -118,6 +133,8 @@ class Proxied implements Dispatcher.DispatchHandler {
   wrote = false
   finished = false
   clientGone = false
+  /** Sent again once already, after the app closed the connection before answering. */
+  resent = false
 
   constructor (shared: Shared, req: IncomingMessage, res: ServerResponse, dispatcher: Dispatcher, origin: string, path: string, prefix: Buffer | undefined) {
     this.shared = shared
@@ -200,6 +217,12 @@ class Proxied implements Dispatcher.DispatchHandler {
     if (!this.started && !shared.closed && isConnectionRefused(err) && performance.now() < shared.readyUntil) {
       this.timer = setTimeout(retry, RETRY_INTERVAL_MS, this)
       shared.waiting.add(this)
+      return
+    }
+    if (!this.responded && !this.resent && !this.hasBody && !shared.closed && RESENDABLE_METHODS.has(this.opts.method) && closedBeforeAnswer(err)) {
+      this.resent = true
+      shared.logger.debug({ method: req.method, url: req.url, origin: this.opts.origin, cause: err.message }, 'the app closed the connection before answering: sending the request again')
+      this.dispatch()
       return
     }
     this.fail(upstreamError(err, this.responded), err)
