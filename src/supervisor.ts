@@ -9,8 +9,8 @@ import { constants } from 'node:os'
 import type { Logger } from 'pino'
 import { SidecarError } from './errors.ts'
 
-/** How often a stop looks whether the group still has live members. */
-const GROUP_POLL_MS = 25
+/** How often a stop looks whether the group still has live members (a /proc scan on Linux). */
+const GROUP_POLL_MS = 50
 /** How long a SIGKILL is given to take effect before a stop gives up waiting. */
 const KILL_WAIT_MS = 2000
 /**
