@@ -160,9 +160,8 @@ export async function startSidecar (options: SidecarOptions): Promise<Sidecar> {
       if (!inTime) logger.warn({ inFlight: server.inFlight() }, 'drain timeout: stopping the app with requests in flight')
       let exit: AppExit | undefined
       if (supervisor !== undefined) {
-        exit = supervisor.running
-          ? await supervisor.stop(signal ?? 'SIGTERM', config.app.stopTimeoutMs)
-          : await supervisor.exited
+        // Also when the app already exited: stop() then cleans up what it left in its group.
+        exit = await supervisor.stop(signal ?? 'SIGTERM', config.app.stopTimeoutMs)
       }
       server.closeAllConnections()
       await Promise.allSettled([forwarder.close(), pools.close(), metricsServer?.close()])
