@@ -210,7 +210,7 @@ export async function runDev (options: DevOptions = {}): Promise<DevEmulator> {
     const what = `${e.method} ${e.path}`
     switch (e.type) {
       case 'route': log('edge', `${what} → ${label(e.machine)}`); break
-      case 'replay': log('replay', `${what}: ${label(e.machine)} answered fly-replay → ${e.target === 'elsewhere' || e.target === 'any' ? e.target : label(e.target)}${e.state === undefined ? '' : ` state=${e.state}`} (hop ${String(e.hop)})`); break
+      case 'replay': log('replay', `${what}: ${label(e.machine)} answered fly-replay${e.reason === 'elsewhere' ? ' elsewhere=true' : ''} → ${label(e.target)}${e.state === undefined ? '' : ` state=${e.state}`} (hop ${String(e.hop)})`); break
       case 'wake': log('edge', `${what}: ${label(e.machine)} is ${String(e.reason)}, waking it`); break
       case 'fallback': log('fallback', `${what}: ${label(e.target)} unreachable (${String(e.reason)}) → back to ${label(e.machine)} with fly-replay-failed`); break
       case 'done': log('edge', `${what} ← ${String(e.status)} from ${label(e.machine)} in ${String(e.ms)} ms, ${String(e.bytes)} bytes`); break

@@ -45,11 +45,12 @@ export interface EdgeEvent {
   readonly path: string
   /** The Machine this event is about (served by, replayed from, woken). */
   readonly machine?: string
-  /** replay: where to (`instance id` or `elsewhere`); fallback: the Machine that could not be reached. */
+  /** replay: the Machine chosen (empty when none could be); fallback: the Machine that could not be reached. */
   readonly target?: string
   readonly state?: string
   readonly hop?: number
   readonly status?: number
+  /** replay: `elsewhere` for elsewhere=true; wake: the state it was in; fallback: timeout | no_candidate; error: the code and message. */
   readonly reason?: string
   /** done: milliseconds from the request's arrival to the end of the response. */
   readonly ms?: number
@@ -459,7 +460,7 @@ export async function startEdge (options: EdgeOptions): Promise<Edge> {
         if (instr.preferInstance !== undefined) unavailableNote = instr.preferInstance
         target = pickAny(instr.elsewhere ? new Set([origin]) : new Set())?.id
       }
-      emit({ type: 'replay', requestId: inb.requestId, method: inb.method, path, machine: origin, target: target ?? (instr.elsewhere ? 'elsewhere' : 'any'), ...(state !== undefined ? { state } : {}), hop: hops })
+      emit({ type: 'replay', requestId: inb.requestId, method: inb.method, path, machine: origin, target: target ?? '', ...(state !== undefined ? { state } : {}), ...(instr.elsewhere ? { reason: 'elsewhere' } : {}), hop: hops })
       if (unavailableNote !== undefined) extra['fly-preferred-instance-unavailable'] = unavailableNote
 
       let next: Exchange = target === undefined

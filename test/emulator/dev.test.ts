@@ -119,10 +119,10 @@ t.test('normal requests that land on the tasker go elsewhere, to the main Machin
   t.equal(returned(ping).machine, main)
   t.match(returned(ping).replaySrc, new RegExp(`^instance=${taskerId};region=local;t=\\d+;state=default$`))
   const id = ping.headers.get('fly-request-id')
-  t.strictSame(dev.events.filter((e) => e.requestId === id && e.type !== 'done').map((e) => [e.type, e.machine, e.target]), [
-    ['route', taskerId, undefined],
-    ['replay', taskerId, 'elsewhere'],
-    ['served', main, undefined],
+  t.strictSame(dev.events.filter((e) => e.requestId === id && e.type !== 'done').map((e) => [e.type, e.machine, e.target, e.reason]), [
+    ['route', taskerId, undefined, undefined],
+    ['replay', taskerId, main, 'elsewhere'],
+    ['served', main, undefined, undefined],
   ])
   for (let i = 0; i < 4; i++) {
     const res = await call(dev.url, 'ping')
@@ -177,9 +177,9 @@ t.test('a tasker that cannot be reached falls back to the main Machine (prefer_s
 t.test('no request was served twice or looped', async (t) => {
   const byRequest = new Map<string, string[]>()
   for (const e of dev.events) byRequest.set(e.requestId, [...(byRequest.get(e.requestId) ?? []), e.type])
-  t.ok(byRequest.size >= 12)
+  t.ok(byRequest.size >= 8, `${byRequest.size} requests`)
   for (const [id, types] of byRequest) {
-    t.equal(types.filter((x) => x === 'served').length, 1, `${id} served once`)
+    t.equal(types.filter((x) => x === 'served').length, 1, `${id} served once: ${types.join(' ')}`)
     t.ok(types.filter((x) => x === 'replay').length <= 1, `${id} replayed at most once`)
     t.notOk(types.includes('error'), `${id} had no error`)
   }

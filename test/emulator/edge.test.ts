@@ -143,6 +143,7 @@ t.test('elsewhere=true sends the request to another Machine, never back', async 
   t.equal(app.hits.length, 3)
   t.match(String(app.hits[0]?.headers['fly-replay-src']), /^instance=tasker;region=dev;t=\d+;state=default$/)
   t.equal(events.filter((e) => e.type === 'served').length, 3)
+  t.strictSame(events.filter((e) => e.type === 'replay').map((e) => [e.machine, e.target, e.reason, e.state]), Array(3).fill(['tasker', 'app1', 'elsewhere', 'default']))
 })
 
 t.test('the 11th replay of a request is refused with PA02', async (t) => {
