@@ -27,6 +27,9 @@ t.test('dev prints the URL, serves the demo, and SIGINT ends every process', asy
   t.equal(page.status, 200)
   t.match(await page.text(), 'Livewire-style demo')
   t.match(out, /machines\s+created \w+ \(app\) image=registry\.fly\.io\/demo:deployment-dev/)
+  // The log line comes when the response has ended, a moment after the client has it all.
+  const deadline = Date.now() + 5_000
+  while (!/edge\s+GET \/ ← 200/.test(out) && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 20))
   t.match(out, /edge\s+GET \/ ← 200 from \w+ \(app\) in \d+ ms/)
   const family = [...descendants(child.pid as number)]
   t.ok(family.length >= 2, 'a sidecar and the demo app run under it')
