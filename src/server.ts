@@ -51,6 +51,8 @@ export function createServer (options: ServerOptions): SidecarServer {
   let everUp = false
   let inFlight = 0
   const handler = createRequestHandler(options)
+  let closing = false
+  const closeIdle = (): void => { fastify.server.closeIdleConnections() }
   const headersTimeout = options.headersTimeoutMs ?? DEFAULT_HEADERS_TIMEOUT_MS
 
   const fastify = Fastify({
@@ -93,7 +95,12 @@ export function createServer (options: ServerOptions): SidecarServer {
     reply.hijack()
     const res = reply.raw
     inFlight++
-    res.once('close', () => { inFlight-- })
+    res.once('close', () => {
+      inFlight--
+      // While draining, a kept-alive connection whose request just finished would hold the
+      // drain open until the drain timeout: close it as soon as it is idle.
+      if (closing) setImmediate(closeIdle)
+    })
     handler.handle(request.raw, res)
   }
   for (const method of http.METHODS) {
@@ -130,7 +137,10 @@ export function createServer (options: ServerOptions): SidecarServer {
       }
       return fastify.server.address() as AddressInfo
     },
-    close: () => fastify.close(),
+    close: () => {
+      closing = true
+      return fastify.close()
+    },
     closeAllConnections: () => { fastify.server.closeAllConnections() },
     inFlight: () => inFlight,
   }
