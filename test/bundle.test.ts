@@ -10,7 +10,7 @@ import os from 'node:os'
 import path from 'node:path'
 import { createInterface } from 'node:readline'
 import { bundle, BUNDLE_ENTRY, BUNDLE_LAUNCHER, BUNDLE_LICENSES, BUNDLE_NODE } from '../scripts/bundle.ts'
-import { listen, closeServer } from './helpers/net.ts'
+import { echoApp, sha256 } from './helpers/apps.ts'
 
 const repo = path.resolve(import.meta.dirname, '..')
 
@@ -84,18 +84,9 @@ t.test('the bundle runs without the repository or node_modules', async (t) => {
   for (const pkg of ['fastify@', 'undici@', 'pino@', 'prom-client@', 'yaml@']) t.match(licenses, pkg, `${pkg} license shipped`)
   t.ok(built.packages.length > 10, 'the dependencies are inlined')
 
-  // The app: echoes what reached it.
-  const app = http.createServer((req, res) => {
-    const chunks: Buffer[] = []
-    req.on('data', (c: Buffer) => chunks.push(c))
-    req.on('end', () => {
-      const body = JSON.stringify({ method: req.method, url: req.url, body: Buffer.concat(chunks).toString(), xff: req.headers['x-forwarded-for'] ?? null })
-      res.writeHead(201, { 'content-type': 'application/json', 'x-app': 'echo' })
-      res.end(body)
-    })
-  })
-  const appPort = await listen(app)
-  t.teardown(() => closeServer(app))
+  const app = await echoApp()
+  t.teardown(() => app.close())
+  const appPort = app.port
 
   const config = path.join(dir, 'routes.yaml')
   await writeFile(config, [
@@ -142,10 +133,12 @@ t.test('the bundle runs without the repository or node_modules', async (t) => {
   t.ok(port > 0 && metricsPort > 0, 'both ports bound')
 
   const proxied = await request(port, 'POST', '/reports/q3?x=1', 'hello bundle', { 'content-type': 'text/plain' })
-  t.equal(proxied.status, 201)
-  t.equal(proxied.headers['x-app'], 'echo')
-  t.equal(proxied.headers['content-type'], 'application/json')
-  t.strictSame(JSON.parse(proxied.body), { method: 'POST', url: '/reports/q3?x=1', body: 'hello bundle', xff: '127.0.0.1' })
+  t.equal(proxied.status, 200)
+  t.equal(proxied.headers['content-type'], 'application/octet-stream')
+  t.equal(proxied.headers['content-length'], '12')
+  t.equal(proxied.body, 'hello bundle', 'the body went to the app and back')
+  const seen = app.requests[0]
+  t.strictSame([app.requests.length, seen?.method, seen?.url, seen?.headers['x-forwarded-for'], seen?.sha256], [1, 'POST', '/reports/q3?x=1', '127.0.0.1', sha256(Buffer.from('hello bundle'))])
 
   const health = await request(port, 'GET', '/_sidecar/health')
   t.equal(health.status, 200)
