@@ -176,9 +176,10 @@ class Proxied implements Dispatcher.DispatchHandler {
     // 1xx interim responses (102, 103) are not passed on; the final one follows.
     if (statusCode < 200 || this.clientGone) return
     const res = this.res
+    const head = responseHeaders((controller.rawHeaders ?? []) as Buffer[])
     try {
       res.sendDate = false
-      res.writeHead(statusCode, statusMessage, responseHeaders((controller.rawHeaders ?? []) as Buffer[]))
+      res.writeHead(statusCode, statusMessage, head.headers)
     } catch (err) {
       // Node refused the app's status or a header (invalid characters): nothing was sent yet.
       controller.abort(err as Error)
@@ -186,7 +187,9 @@ class Proxied implements Dispatcher.DispatchHandler {
     }
     this.responded = true
     this.shared.onStream?.(1)
-    process.nextTick(flushIfIdle, this)
+    // A body of known size follows its headers at once; an open-ended one (event stream, long
+    // poll, chunked) gets its headers flushed if no chunk came with them.
+    if (!head.hasLength) process.nextTick(flushIfIdle, this)
   }
 
   onResponseData (controller: Dispatcher.DispatchController, chunk: Buffer): void {

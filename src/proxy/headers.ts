@@ -62,6 +62,8 @@ export function clientAddress (remoteAddress: string | undefined): string | unde
 function connectionNamed (values: readonly string[]): Set<string> | undefined {
   let named: Set<string> | undefined
   for (const value of values) {
+    // The usual values name nothing else: skip the split on the hot path.
+    if (value.length <= 10 && /^(?:keep-alive|close|upgrade)$/i.test(value)) continue
     for (const token of value.split(',')) {
       const name = token.trim().toLowerCase()
       if (name === '' || name === 'close' || HOP_BY_HOP.has(name) || PROTECTED.has(name)) continue
@@ -146,14 +148,23 @@ function rewrite (raw: readonly string[], remoteAddress: string | undefined, str
   return { headers: named === undefined ? out : without(out, named), hasBody, chunked }
 }
 
+/** A response head for the client. */
+export interface ResponseHead {
+  /** Flat `[name, value, ...]` for `res.writeHead`, as the app spelled and ordered them. */
+  readonly headers: string[]
+  /** The app sent `content-length`: the body is a known size, not an open-ended stream. */
+  readonly hasLength: boolean
+}
+
 /**
  * The response headers for the client: undici's raw response headers (latin1 bytes) as flat
  * strings for `res.writeHead`, minus hop-by-hop fields and the fields `connection` names. Node
  * then frames the response itself (content-length kept, else chunked).
  */
-export function responseHeaders (raw: readonly (Buffer | string)[]): string[] {
+export function responseHeaders (raw: readonly (Buffer | string)[]): ResponseHead {
   const out: string[] = []
   let connection: string[] | undefined
+  let hasLength = false
   for (let i = 0; i < raw.length; i += 2) {
     const n = raw[i] as Buffer | string
     const v = raw[i + 1] as Buffer | string
@@ -165,9 +176,10 @@ export function responseHeaders (raw: readonly (Buffer | string)[]): string[] {
         if (lower === 'connection') (connection ??= []).push(value)
         continue
       }
+      if (lower === 'content-length') hasLength = true
     }
     out.push(name, value)
   }
   const named = connection === undefined ? undefined : connectionNamed(connection)
-  return named === undefined ? out : without(out, named)
+  return { headers: named === undefined ? out : without(out, named), hasLength }
 }
