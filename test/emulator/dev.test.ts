@@ -63,7 +63,7 @@ t.before(async () => {
     port: 0,
     idleMs: IDLE_MS,
     killTimeoutMs: 8_000,
-    env: { DEMO_STEP_MS: String(STEP_MS), DEMO_ROWS: String(ROWS), SIDECAR_REPLAY_TIMEOUT: '15s' },
+    env: { DEMO_STEP_MS: String(STEP_MS), DEMO_ROWS: String(ROWS), SIDECAR_REPLAY_TIMEOUT: '30s' },
     log: (line) => lines.push(line),
   })
 })
