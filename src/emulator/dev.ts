@@ -296,14 +296,14 @@ function parseArgs (argv: readonly string[]): DevArgs {
     const arg = argv[i] as string
     const value = (): string => {
       const v = argv[++i]
-      if (v === undefined) throw new SidecarError('SIDECAR_ERR_CLI_USAGE', [`${arg} needs a value\n${USAGE}`])
+      if (v === undefined) throw new SidecarError('SIDECAR_ERR_CLI_USAGE', [`${arg} needs a value`])
       return v
     }
     if (arg === '--') { options.appCommand = argv.slice(i + 1); break }
     switch (arg) {
       case '--port': case '-p': {
         const port = Number(value())
-        if (!Number.isInteger(port) || port < 0 || port > 65535) throw new SidecarError('SIDECAR_ERR_CLI_USAGE', [`--port must be a port number\n${USAGE}`])
+        if (!Number.isInteger(port) || port < 0 || port > 65535) throw new SidecarError('SIDECAR_ERR_CLI_USAGE', [`--port must be a port number`])
         options.port = port
         break
       }
@@ -312,20 +312,20 @@ function parseArgs (argv: readonly string[]): DevArgs {
       case '--app': options.app = value(); break
       case '--idle': {
         const ms = parseDuration(value())
-        if (ms === undefined) throw new SidecarError('SIDECAR_ERR_CLI_USAGE', [`--idle takes a duration like 30s or 500ms\n${USAGE}`])
+        if (ms === undefined) throw new SidecarError('SIDECAR_ERR_CLI_USAGE', [`--idle takes a duration like 30s or 500ms`])
         options.idleMs = ms
         break
       }
       case '--env': case '-e': {
         const pair = value()
         const eq = pair.indexOf('=')
-        if (eq <= 0) throw new SidecarError('SIDECAR_ERR_CLI_USAGE', [`--env takes NAME=VALUE\n${USAGE}`])
+        if (eq <= 0) throw new SidecarError('SIDECAR_ERR_CLI_USAGE', [`--env takes NAME=VALUE`])
         env[pair.slice(0, eq)] = pair.slice(eq + 1)
         break
       }
       case '--verbose': case '-v': options.verbose = true; break
       case '--help': case '-h': help = true; break
-      default: throw new SidecarError('SIDECAR_ERR_CLI_USAGE', [`unknown option ${arg}\n${USAGE}`])
+      default: throw new SidecarError('SIDECAR_ERR_CLI_USAGE', [`unknown option ${arg}`])
     }
   }
   if (Object.keys(env).length > 0) options.env = env
@@ -334,17 +334,25 @@ function parseArgs (argv: readonly string[]): DevArgs {
 
 /**
  * The `dev` subcommand: runs until SIGINT/SIGTERM, then stops every process it started.
- * Resolves with the exit code (0 after a clean stop, 1 when it cannot start).
+ * Resolves with the exit code: 0 after a clean stop, 1 when it cannot start, 2 on a usage error.
  */
 export async function main (argv: readonly string[]): Promise<number> {
-  const { options, help } = parseArgs(argv)
+  let parsed: DevArgs
+  try {
+    parsed = parseArgs(argv)
+  } catch (err) {
+    if (!isSidecarError(err)) throw err
+    process.stderr.write(`fly-replay-sidecar dev: ${err.message}\n${USAGE}\n`)
+    return 2
+  }
+  const { options, help } = parsed
   if (help) { process.stdout.write(`${USAGE}\n`); return 0 }
   let dev: DevEmulator
   try {
     dev = await runDev(options)
   } catch (err) {
     const message = isSidecarError(err) ? `${err.code}: ${err.message}` : err instanceof Error ? err.message : String(err)
-    process.stderr.write(`${message}\n`)
+    process.stderr.write(`fly-replay-sidecar dev: ${message}\n`)
     return 1
   }
   process.stdout.write([

@@ -1,9 +1,11 @@
 // `fly-replay-sidecar dev` as a user runs it (npm start): prints the URL, serves the demo page,
-// and on Ctrl-C (SIGINT) stops every process it started and exits 0.
+// and on Ctrl-C (SIGINT) stops every process it started and exits 0; usage and start-up errors.
 import t from 'tap'
 import { spawn } from 'node:child_process'
+import net from 'node:net'
 import { fileURLToPath } from 'node:url'
 import { alive, descendants } from '../../src/emulator/runtime.ts'
+import { listen } from '../helpers/net.ts'
 
 const CLI = fileURLToPath(new URL('../../src/cli.ts', import.meta.url))
 
@@ -40,4 +42,37 @@ t.test('dev prints the URL, serves the demo, and SIGINT ends every process', asy
   t.equal(exit, 0)
   t.match(out, /SIGINT: stopping every Machine/)
   t.ok(family.every((p) => !alive(p)), `all of ${family.join(', ')} ended`)
+})
+
+/** Runs the CLI to its end; resolves with its exit code and output. */
+function runCli (args: string[]): Promise<{ code: number | null, out: string, err: string }> {
+  return new Promise((resolve) => {
+    const child = spawn(process.execPath, [CLI, ...args], { stdio: ['ignore', 'pipe', 'pipe'] })
+    let out = ''
+    let err = ''
+    child.stdout.setEncoding('utf8').on('data', (s: string) => { out += s })
+    child.stderr.setEncoding('utf8').on('data', (s: string) => { err += s })
+    const timer = setTimeout(() => child.kill('SIGKILL'), 30_000)
+    child.once('exit', (code) => { clearTimeout(timer); resolve({ code, out, err }) })
+  })
+}
+
+t.test('usage errors exit 2, a taken port exits 1 with nothing left running', async (t) => {
+  const bad = await runCli(['dev', '--idle', 'soon'])
+  t.equal(bad.code, 2)
+  t.match(bad.err, /^fly-replay-sidecar dev: --idle takes a duration like 30s or 500ms\nusage: fly-replay-sidecar dev /)
+  const unknown = await runCli(['dev', '--nope'])
+  t.equal(unknown.code, 2)
+  t.match(unknown.err, /^fly-replay-sidecar dev: unknown option --nope\n/)
+  const help = await runCli(['dev', '--help'])
+  t.equal(help.code, 0)
+  t.match(help.out, /^usage: fly-replay-sidecar dev \[--port 3000\]/)
+
+  const taken = net.createServer()
+  const port = await listen(taken)
+  t.teardown(() => new Promise<void>((resolve) => taken.close(() => resolve())))
+  const busy = await runCli(['dev', '--port', String(port)])
+  t.equal(busy.code, 1)
+  t.match(busy.err, new RegExp(`^fly-replay-sidecar dev: SIDECAR_ERR_EMULATOR_SETUP: the emulator cannot start: the edge cannot listen on port ${port} \\(listen EADDRINUSE`))
+  t.notMatch(busy.out, /machines\s+created/, 'no Machine was started')
 })
