@@ -11,7 +11,7 @@ import { pino } from 'pino'
 import { createForwarder, type ForwarderOptions, type Forwarder } from '../../src/proxy/forward.ts'
 import { readBodyPrefix } from '../../src/body/inspect.ts'
 import { closeServer, deadPort, listen } from '../helpers/net.ts'
-import { abortMidStreamApp, echoApp, patternBytes, rawApp, sha256, slowHeadersApp, stallApp, streamApp } from '../helpers/apps.ts'
+import { abortMidStreamApp, echoApp, listenOn, patternBytes, rawApp, sha256, slowHeadersApp, stallApp, streamApp } from '../helpers/apps.ts'
 
 const MiB = 1024 * 1024
 const SIZES = [0, 1024, MiB - 1, MiB, MiB + 1, 20 * MiB]
@@ -548,4 +548,52 @@ t.test('a slow reader gets every byte: backpressure pauses the app instead of bu
   for await (const chunk of res as AsyncIterable<Buffer>) { hash.update(chunk); n += chunk.length }
   t.equal(n, 8 * MiB)
   t.equal(hash.digest('hex'), sha256(patternBytes(8 * MiB)))
+})
+
+t.test('Expect: 100-continue is answered by the sidecar\'s server and the body still reaches the app', async (t) => {
+  const app = await echoApp()
+  t.teardown(() => app.close())
+  const proxy = await startProxy(t, { origin: app.url })
+  const body = patternBytes(300 * 1024)
+  const reply = await new Promise<Reply>((resolve, reject) => {
+    const req = http.request({ host: '127.0.0.1', port: proxy.port, method: 'PUT', path: '/expect', headers: { expect: '100-continue', 'content-length': String(body.length) }, agent: false }, (res) => {
+      const parts: Buffer[] = []
+      res.on('data', (c: Buffer) => parts.push(c))
+      res.on('end', () => { resolve({ status: res.statusCode ?? 0, headers: res.headers, rawHeaders: res.rawHeaders, body: Buffer.concat(parts) }) })
+    })
+    req.on('error', reject)
+    req.on('continue', () => { req.end(body) })
+  })
+  t.equal(reply.status, 200)
+  t.equal(sha256(reply.body), sha256(body))
+  t.equal(app.requests[0]?.headers.expect, undefined, 'the app is not asked to continue again')
+  t.equal(app.requests[0]?.sha256, sha256(body))
+})
+
+t.test('interim 1xx responses from the app are not passed on; the final one is', async (t) => {
+  const app = await rawApp('HTTP/1.1 103 Early Hints\r\nLink: </a.css>; rel=preload\r\n\r\nHTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok')
+  t.teardown(() => app.close())
+  const proxy = await startProxy(t, { origin: app.url })
+  const reply = await rawRequest(proxy.port, 'GET /hints HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n')
+  t.equal(reply, 'HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok')
+})
+
+t.test('a client that leaves while the app is still starting stops the retries quietly', async (t) => {
+  const port = await deadPort()
+  const proxy = await startProxy(t, { origin: `http://127.0.0.1:${port}`, readyTimeoutMs: 60_000 })
+  const req = http.get({ host: '127.0.0.1', port: proxy.port, path: '/gone', agent: false })
+  req.on('error', () => {})
+  await sleep(250)
+  req.destroy()
+  await sleep(150)
+  // Had the retries gone on, the request would now reach an app that starts on that port.
+  let connections = 0
+  const late = http.createServer((_req, res) => { res.end() })
+  late.on('connection', () => { connections++ })
+  await listenOn(late, port)
+  t.teardown(() => closeServer(late))
+  await sleep(400)
+  t.equal(connections, 0, 'no retry after the client left: the app never saw a connection')
+  t.same(proxy.upstreamErrors, [], 'no upstream error counted')
+  t.equal(proxy.logs.filter((l) => (l.level as number) >= 40).length, 0, 'nothing logged above info')
 })
