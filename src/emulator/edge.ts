@@ -16,6 +16,8 @@ export const MAX_REPLAY_BODY_BYTES = 1024 * 1024
 export const DEFAULT_REPLAY_TIMEOUT_MS = 10_000
 const MAX_REPLAY_JSON_BYTES = 64 * 1024
 const CONNECT_RETRY_MS = 100
+/** A Machine that failed to start is asked again after this long (until the replay timeout). */
+const WAKE_RETRY_MS = 250
 
 /** A Machine as the edge sees it. */
 export interface EdgeMachine {
@@ -323,7 +325,7 @@ export async function startEdge (options: EdgeOptions): Promise<Edge> {
           url = await fleet.wake(machineId, waker.signal)
         } catch {
           if (Date.now() >= deadline) return { kind: 'unreachable', machine: machineId, reason: 'timeout' }
-          await sleep(CONNECT_RETRY_MS)
+          await sleep(Math.min(WAKE_RETRY_MS, Math.max(0, deadline - Date.now())))
           continue
         } finally {
           clearTimeout(timer)
