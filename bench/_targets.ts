@@ -119,7 +119,7 @@ export async function startNginx (dir: string, cpu: string | null, appPort: numb
 /** Starts plain Fastify + @fastify/http-proxy with default options. */
 export async function startHttpProxy (dir: string, cpu: string | null, appPort: number): Promise<Target> {
   const port = await freePort()
-  const child = spawnPinned('http-proxy', cpu, process.execPath, [join(BENCH, 'targets', 'http-proxy.ts')], {
+  const child = spawnPinned('http-proxy', cpu, process.execPath, [join(BENCH, 'targets', 'http-proxy.js')], {
     env: { ...process.env, PORT: String(port), APP_PORT: String(appPort) },
     log: join(dir, 'http-proxy.log'),
   })
@@ -155,15 +155,29 @@ export function writeHundredRulesConfig (dir: string): string {
   return file
 }
 
+/** The sidecar's CLI from source (Node strips the types at load). */
+export const SIDECAR_SRC = join(ROOT, 'src', 'cli.ts')
+
 /** Whether the sidecar's CLI exists in this checkout yet. */
 export function sidecarAvailable (): boolean {
-  return existsSync(join(ROOT, 'src', 'cli.ts'))
+  return existsSync(SIDECAR_SRC)
 }
 
 /**
- * Starts the sidecar (`node src/cli.ts --config FILE`, the app started separately) as if on a Fly
- * Machine, talking to the fake Machines API at `apiUrl`. `nodeArgs` go before the script
- * (e.g. --cpu-prof).
+ * The sidecar as production runs it: the esbuild bundle of scripts/bundle.ts (one JS file, no
+ * TypeScript stripping or module resolution at start-up), built into `dir`. Resolves with the
+ * entry file.
+ */
+export async function buildSidecarBundle (dir: string): Promise<string> {
+  const { bundle } = await import('../scripts/bundle.ts')
+  const r = await bundle({ outDir: join(dir, 'bundle') })
+  return r.entry
+}
+
+/**
+ * Starts the sidecar (`node ENTRY --config FILE`, the app started separately) as if on a Fly
+ * Machine, talking to the fake Machines API at `apiUrl`. `entry` is the bundle or src/cli.ts;
+ * `nodeArgs` go before it (e.g. --cpu-prof).
  */
 export async function startSidecar (opts: {
   name: string
@@ -172,6 +186,7 @@ export async function startSidecar (opts: {
   appPort: number
   config: string
   apiUrl: string
+  entry: string
   nodeArgs?: readonly string[]
 }): Promise<Target> {
   const port = await freePort()
@@ -189,7 +204,7 @@ export async function startSidecar (opts: {
   }
   // This Machine is an ordinary app Machine: the Livewire rule's pool is elsewhere.
   delete env.SIDECAR_POOL
-  const child = spawnPinned(opts.name, opts.cpu, process.execPath, [...(opts.nodeArgs ?? []), join(ROOT, 'src', 'cli.ts'), '--config', opts.config], {
+  const child = spawnPinned(opts.name, opts.cpu, process.execPath, [...(opts.nodeArgs ?? []), opts.entry, '--config', opts.config], {
     cwd: ROOT,
     env,
     log: join(opts.dir, `${opts.name}.log`),

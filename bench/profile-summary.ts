@@ -84,6 +84,8 @@ if (import.meta.main) {
     const busy = s.totalUs - idle
     console.log(`# ${file}\n\nsampled ${(s.totalUs / 1e6).toFixed(1)} s, busy ${(busy / 1e6).toFixed(1)} s; percentages are of busy time.\n`)
     s.areas.delete('(idle)')
+    s.functions.delete('(idle) (idle)')
+    s.functions.delete('(root) (root)')
     console.log(table('By area (self)', s.areas, busy, top, 'self'))
     console.log(table('By function (self)', s.functions, busy, top, 'self'))
     console.log(table('By function (total)', s.functions, busy, top, 'total'))

@@ -14,18 +14,20 @@ import { writeWrkScript, runWrk, type WrkResult } from './_wrk.ts'
 import { runStreams, quantile, openIdleStreams } from './_streams.ts'
 import { checkTarget, LIVEWIRE_HEADERS } from './check.ts'
 import {
-  ROOT, SIDECAR_CONFIG, startApp, directTarget, startNginx, startHttpProxy, startSidecar,
+  ROOT, SIDECAR_CONFIG, SIDECAR_SRC, buildSidecarBundle, startApp, directTarget, startNginx, startHttpProxy, startSidecar,
   sidecarAvailable, stopTarget, writeHundredRulesConfig, type Target,
 } from './_targets.ts'
 import { renderTable, renderGoals, get, type CaseSpec, type MetricSpec, type Samples, type Goal } from './_report.ts'
 
 const USAGE = `usage: npm run bench -- [--quick] [--rounds N] [--duration S] [--targets direct,nginx,http-proxy,sidecar]
-                          [--write | --no-write] [--cpu-prof] [--keep]
+                          [--cases get64,big,...] [--write | --no-write] [--cpu-prof] [--keep]
   --quick       one short round (smoke check); does not write bench/RESULTS.md unless --write
   --rounds N    timed rounds per case and target (default ${FULL.rounds})
   --duration S  seconds per timed run (default ${FULL.durationS})
   --targets     which targets to run (default all)
+  --cases       which cases to run: get64,get1,post64,big,streams,replay,inspect,rules100 (default all)
   --cpu-prof    run the sidecar with --cpu-prof; profiles land in bench/.out/prof/
+  --sidecar-src run the sidecar from src/cli.ts instead of the production bundle (scripts/bundle.ts)
   --keep        keep the temp dir with configs and logs`
 
 const { values: args } = parseArgs({
@@ -34,9 +36,11 @@ const { values: args } = parseArgs({
     rounds: { type: 'string' },
     duration: { type: 'string' },
     targets: { type: 'string' },
+    cases: { type: 'string' },
     write: { type: 'boolean' },
     'no-write': { type: 'boolean', default: false },
     'cpu-prof': { type: 'boolean', default: false },
+    'sidecar-src': { type: 'boolean', default: false },
     keep: { type: 'boolean', default: false },
     help: { type: 'boolean', default: false },
   },
@@ -50,6 +54,8 @@ const params: BenchParams = {
   ...(args.duration !== undefined ? { durationS: Math.max(1, Math.round(Number(args.duration))) } : {}),
 }
 const wanted = new Set((args.targets ?? 'direct,nginx,http-proxy,sidecar').split(',').map((s) => s.trim()))
+const onlyCases = args.cases === undefined ? null : new Set(args.cases.split(',').map((s) => s.trim()))
+const caseWanted = (id: string): boolean => onlyCases === null || onlyCases.has(id)
 const writeResults = args.write ?? (!args.quick && !args['no-write'])
 
 // ── tools ──────────────────────────────────────────────────────────────────
@@ -161,6 +167,8 @@ async function main (): Promise<void> {
 
   // Targets.
   const status: Record<string, string> = {}
+  const notes: string[] = []
+  let sidecarForm = 'src/cli.ts'
   const api = await startFakeMachinesApi()
   const app = await startApp(dir, serverCpu)
   spawned.push(app.child)
@@ -187,11 +195,45 @@ async function main (): Promise<void> {
     else {
       const profDir = join(outDir, 'prof')
       const nodeArgs = args['cpu-prof'] ? ['--cpu-prof', `--cpu-prof-dir=${profDir}`] : []
-      await tryStart('sidecar', () => startSidecar({ name: 'sidecar', dir, cpu: serverCpu, appPort: app.port, config: SIDECAR_CONFIG, apiUrl: api.url, nodeArgs }))
-      await tryStart('sidecar-100', () => startSidecar({ name: 'sidecar-100', dir, cpu: serverCpu, appPort: app.port, config: writeHundredRulesConfig(dir), apiUrl: api.url }))
+      let entry = SIDECAR_SRC
+      if (!args['sidecar-src']) {
+        try {
+          entry = await buildSidecarBundle(dir)
+          sidecarForm = 'the production bundle (scripts/bundle.ts)'
+        } catch (err) {
+          sidecarForm = 'src/cli.ts (the bundle did not build)'
+          notes.push(`the sidecar bundle did not build, so the sidecar ran from src/cli.ts: ${(err as Error).message.split('\n')[0] ?? ''}`)
+        }
+      }
+      await tryStart('sidecar', () => startSidecar({ name: 'sidecar', dir, cpu: serverCpu, appPort: app.port, config: SIDECAR_CONFIG, apiUrl: api.url, entry, nodeArgs }))
+      await tryStart('sidecar-100', () => startSidecar({ name: 'sidecar-100', dir, cpu: serverCpu, appPort: app.port, config: writeHundredRulesConfig(dir), apiUrl: api.url, entry }))
     }
   }
   log(`started: ${Object.keys(targets).join(', ')}${Object.keys(status).length > 0 ? `; not started: ${JSON.stringify(status)}` : ''}`)
+
+  // Memory per idle stream, first: in a fresh process the streams' memory shows as RSS growth; after
+  // the loads it would hide in heap the loads already grew.
+  const columns = ['direct', 'nginx', 'http-proxy', 'sidecar']
+  const fresh: Record<string, number> = {}
+  const idle: Record<string, { rss: number, perStream: number }> = {}
+  for (const column of columns) {
+    if (targets[column] === undefined) continue
+    const t = targets[column] as Target
+    fresh[column] = memory(t.pid).rss
+    try {
+      const before = memory(t.pid).rss
+      const held = await openIdleStreams(t.base, params.idleStreams)
+      await sleep(500)
+      const withStreams = memory(t.pid).rss
+      held.close()
+      if (held.problem !== null) notes.push(`idle streams on ${column}: ${held.problem}; RSS and KiB per stream are for those`)
+      if (held.opened > 0) idle[column] = { rss: withStreams, perStream: (withStreams - before) / held.opened }
+      await sleep(500)
+    } catch (err) {
+      notes.push(`idle streams on ${column}: ${(err as Error).message}`)
+    }
+  }
+  log('idle streams measured')
 
   // Correctness before timing.
   for (const [key, t] of Object.entries(targets)) {
@@ -214,7 +256,6 @@ async function main (): Promise<void> {
     { id: 'rules100', label: 'GET small ×64, 100 rules', path: PATHS.small, script: scripts.small, connections: c, on: { sidecar: 'sidecar-100' }, bytes: false },
   ]
   const samples: Samples = {}
-  const notes: string[] = []
   const push = (caseId: string, column: string, key: string, v: number): void => {
     const byTarget = samples[caseId] ??= {}
     const byMetric = byTarget[column] ??= {}
@@ -257,22 +298,28 @@ async function main (): Promise<void> {
     push('streams', column, 'dmax', r.delaysMs[r.delaysMs.length - 1] ?? NaN)
   }
 
-  const columns = ['direct', 'nginx', 'http-proxy', 'sidecar']
   const rotate = <T>(xs: readonly T[], n: number): T[] => xs.map((_, i) => xs[(i + n) % xs.length] as T)
   const round = async (r: number, record: boolean, durationS: number, chunks: number): Promise<void> => {
     for (const wc of wrkCases) {
+      if (!caseWanted(wc.id)) continue
       for (const column of rotate(columns, r)) {
         const key = wc.on[column]
         if (key === undefined || !ok(key) || interrupted) continue
         await runOne(wc, column, key, durationS, record)
+        if (!record && key === column) (growth[column] ??= []).push([wc.id, memory((targets[key] as Target).pid).rss])
         await sleep(150)
       }
     }
     for (const column of rotate(columns, r)) {
-      if (ok(column)) await runStreamsOne(column, chunks, record)
+      if (!ok(column) || !caseWanted('streams') || interrupted) continue
+      await runStreamsOne(column, chunks, record)
+      if (!record) (growth[column] ??= []).push(['streams', memory((targets[column] as Target).pid).rss])
     }
   }
 
+  // RSS after each case's first exposure (the warm-up): which load grows a process's memory.
+  const growth: Record<string, Array<[string, number]>> = {}
+  for (const column of columns) if (ok(column)) growth[column] = [['start', memory((targets[column] as Target).pid).rss]]
   log(`warm-up (${params.warmupS} s per case and target)`)
   await round(0, false, params.warmupS, Math.min(10, params.streamChunks))
   const apiCallsBefore = api.calls.length
@@ -282,27 +329,10 @@ async function main (): Promise<void> {
   }
   const apiCallsTimed = api.calls.length - apiCallsBefore
 
-  // Memory: the high-water mark of the loads above, then RSS with idle open streams.
+  // Memory: the high-water mark of every load above.
   const extraRows: string[][] = []
   const peak: Record<string, number> = {}
-  const idle: Record<string, { rss: number, perStream: number }> = {}
   for (const column of columns) if (ok(column)) peak[column] = memory((targets[column] as Target).pid).hwm
-  for (const column of columns) {
-    if (!ok(column)) continue
-    const t = targets[column] as Target
-    try {
-      const before = memory(t.pid).rss
-      const held = await openIdleStreams(t.base, params.idleStreams)
-      await sleep(500)
-      const withStreams = memory(t.pid).rss
-      held.close()
-      if (held.problem !== null) notes.push(`idle streams on ${column}: ${held.problem}; RSS and KiB per stream are for those`)
-      if (held.opened > 0) idle[column] = { rss: withStreams, perStream: (withStreams - before) / held.opened }
-      await sleep(500)
-    } catch (err) {
-      notes.push(`idle streams on ${column}: ${(err as Error).message}`)
-    }
-  }
   const mib = (b: number | undefined): string => b === undefined ? '—' : (b / 2 ** 20).toFixed(1)
   const kib = (b: number | undefined): string => b === undefined ? '—' : (b / 1024).toFixed(1)
   const memRow = (label: string, metric: string, f: (col: string) => number | undefined, fmt: (b: number | undefined) => string): string[] => {
@@ -320,7 +350,8 @@ async function main (): Promise<void> {
     }
     return row
   }
-  extraRows.push(memRow('peak RSS after all loads', 'MiB ↓', (col) => peak[col], mib))
+  extraRows.push(memRow('fresh process', 'RSS MiB ↓', (col) => fresh[col], mib))
+  extraRows.push(memRow('all loads above', 'peak RSS MiB ↓', (col) => peak[col], mib))
   extraRows.push(memRow(`${params.idleStreams.toLocaleString('en-US')} idle open streams`, 'RSS MiB ↓', (col) => idle[col]?.rss, mib))
   extraRows.push(memRow(`${params.idleStreams.toLocaleString('en-US')} idle open streams`, 'KiB per stream ↓', (col) => idle[col]?.perStream, kib))
 
@@ -363,12 +394,16 @@ async function main (): Promise<void> {
     `Parameters: ${params.rounds} interleaved round${params.rounds === 1 ? '' : 's'} × ${params.durationS} s per case and target after ${params.warmupS} s warm-up; wrk -t1 -c${c} (-c1 for the 1-connection and 16 MiB cases); ` +
       `streams ${params.streams} × ${params.streamChunks} chunks every ${params.streamIntervalMs} ms; ${params.idleStreams} idle streams; ` +
       (pin !== null ? `wrk and the stream clients pinned to CPU ${pin.load}, proxy and app to CPU ${pin.server} (taskset)` : 'NOT pinned (fewer than 2 CPUs or no taskset)') +
-      `; nginx: 1 worker, proxy_buffering off, proxy_request_buffering off, keep-alive upstream; http-proxy: Fastify + @fastify/http-proxy defaults; sidecar: bench/config/sidecar.yaml (1 Livewire body rule, metrics off).`,
+      `; nginx: 1 worker, proxy_buffering off, proxy_request_buffering off, keep-alive upstream; http-proxy: Fastify + @fastify/http-proxy defaults; sidecar: ${sidecarForm} with bench/config/sidecar.yaml (1 Livewire body rule, metrics off, log level ${process.env.LOG_LEVEL ?? 'info'}).`,
     'Cells: best / median ±spread over rounds (spread = (max − min) / median); ratios compare best rounds. ↑ higher is better, ↓ lower. ' +
       'CPU is the proxy process\'s own user+system time (nginx: its worker; direct: the app) from /proc/<pid>/stat. Stream delays are receive time minus the app\'s send stamp (CLOCK_MONOTONIC); peer columns show the difference.',
   ]
   const table = renderTable({ cases: tableCases, samples, peers: columns.slice(0, 3), sidecar: 'sidecar', status, extraRows })
   const statusLines = Object.entries(status).map(([k, v]) => `- ${k}: ${v}`)
+  for (const column of ['http-proxy', 'sidecar']) {
+    const g = growth[column]
+    if (g !== undefined && g.length > 1) notes.push(`${column} RSS after its first run of each case (warm-up), MiB: ${g.map(([k, v]) => `${k} ${mib(v)}`).join(' → ')}.`)
+  }
   notes.push(`Machines API calls during the timed rounds: ${apiCallsTimed} (${api.calls.length} in all).`)
   const elapsed = `${((Date.now() - started) / 1000).toFixed(0)} s`
   const md = [
