@@ -21,6 +21,9 @@ export interface TunnelOptions {
 }
 
 const RETRY_INTERVAL_MS = 100
+/** A status line longer than this is not a 101 worth waiting for. */
+const STATUS_LINE_MAX = 256
+const SWITCHING_RE = /^HTTP\/1\.[01] 101(?: |$)/
 /** A side that was ended but never finishes (its peer stopped reading) is destroyed after this. */
 const END_GRACE_MS = 10_000
 
@@ -108,8 +111,27 @@ export function tunnelUpgrade (req: IncomingMessage, socket: Duplex, head: Buffe
       if (clientClosed || socket.destroyed) { up.destroy(); return }
       onOpen?.(1)
       up.write(handshake)
-      up.pipe(socket)
-      socket.pipe(up)
+      // The client's bytes reach the app only once it has switched protocols (101). After any
+      // other answer the connection would be plain HTTP again, and what the client sent next
+      // would reach the app as requests the sidecar never saw (smuggling through a refused
+      // upgrade): the answer is passed on, and the app's side is closed after it.
+      let status: Buffer = Buffer.alloc(0)
+      const onFirst = (chunk: Buffer): void => {
+        status = status.length === 0 ? chunk : Buffer.concat([status, chunk])
+        const eol = status.indexOf('\r\n')
+        if (eol === -1 && status.length < STATUS_LINE_MAX) return
+        up.off('data', onFirst)
+        up.pause()
+        socket.write(status)
+        up.pipe(socket)
+        if (SWITCHING_RE.test(status.subarray(0, eol === -1 ? status.length : eol).toString('latin1'))) {
+          socket.pipe(up)
+        } else {
+          up.end()
+          socket.resume()
+        }
+      }
+      up.on('data', onFirst)
 
       let closed = false
       const close = (): void => {

@@ -134,3 +134,23 @@ t.test('a slow body on a path without body rules streams to the app at its own p
   t.equal(statusOf(r.data), 200)
   t.strictSame(up.requests.map((x) => [x.target, x.body.toString(), x.complete]), [['/upload', 'slowbody', true]])
 })
+
+t.test('an upgrade the app refuses does not become a raw tunnel to the app', async (t) => {
+  // The app answers the upgrade with an ordinary response and keeps the connection open, as
+  // most apps do for a path that is not a WebSocket endpoint.
+  const up = await startLenientUpstream({ respond: (req) => (req.target === '/not-a-socket' ? { kind: 'raw', bytes: 'HTTP/1.1 404 Not Found\r\ncontent-length: 9\r\n\r\nnot found' } : { kind: 'echo' }) })
+  t.teardown(() => up.close())
+  const s = await startHardened(t, { appUrl: `http://127.0.0.1:${up.port}`, pools: stubPools() })
+  for (const upgrade of ['websocket', 'h2c', 'anything']) {
+    const r = await rawExchange(s.port, [
+      `GET /not-a-socket HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: ${upgrade}\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n`,
+      // Sent after the refusal, on the same connection: must never reach the app unchecked.
+      'GET /smuggled HTTP/1.1\r\nHost: x\r\nX-Forwarded-For: 6.6.6.6\r\n\r\n',
+    ], { gapMs: 150, waitMs: 1000 })
+    t.equal(statusOf(r.data), 404, `${upgrade}: the app's refusal reaches the client`)
+    t.match(r.data, /not found$/, `${upgrade}: with its body`)
+  }
+  await sleep(100)
+  t.notOk(up.requests.some((x) => x.target.includes('smuggled')), 'nothing sent after the refusal reached the app')
+  t.equal(up.requests.filter((x) => x.target === '/not-a-socket').length, 3)
+})
