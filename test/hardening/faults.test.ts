@@ -7,6 +7,7 @@ import { createHash } from 'node:crypto'
 import { mkdtempSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import path from 'node:path'
+import { fileURLToPath } from 'node:url'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { request, Agent } from 'undici'
 import { startMachinesApi, type MachinesApi } from '../../src/emulator/machines-api.ts'
@@ -153,6 +154,32 @@ t.test('the app crashing and coming back: 502 while it is down, served again aft
   await s.sidecar.shutdown()
   await closeServer(app)
   await leaks.check('crash and restart')
+})
+
+t.test('the supervised app crashing mid-stream: the stream errors, the sidecar stops with its exit code', async (t) => {
+  const leaks = watchLeaks(t)
+  const appPort = await deadPort()
+  const fixture = fileURLToPath(new URL('../fixtures/cli/app.mjs', import.meta.url))
+  const s = await startHardened(t, {
+    appUrl: `http://127.0.0.1:${appPort}`,
+    readyTimeout: '5s',
+    env: { APP_PORT: String(appPort), APP_EXIT_CODE: '3', APP_EXIT_AFTER_MS: '1000', APP_STREAM_CHUNKS: '1000', APP_STREAM_MS: '20' },
+    sidecar: { command: [process.execPath, fixture] },
+  })
+  const res = await request(`http://127.0.0.1:${s.port}/stream`)
+  t.equal(res.statusCode, 200)
+  let events = 0
+  let error: Error | undefined
+  try {
+    for await (const c of res.body) events += (c as Buffer).toString().split('\n\n').length - 1
+  } catch (err) {
+    error = err as Error
+  }
+  t.ok(error !== undefined, `the cut stream is an error at the client after ${events} events (${error?.message ?? 'ended cleanly'})`)
+  t.ok(events > 0 && events < 1000)
+  t.equal(await s.sidecar.done, 3, 'the sidecar stops with the app\'s exit code (Fly restarts the Machine)')
+  t.ok(s.logs().some((l) => l.msg === 'app exited: stopping'), 'and says why')
+  await leaks.check('supervised crash')
 })
 
 async function appServer (t: Test): Promise<{ port: number, close: () => Promise<void> }> {
