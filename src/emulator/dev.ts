@@ -147,8 +147,14 @@ export async function runDev (options: DevOptions = {}): Promise<DevEmulator> {
       onCreate: (m) => { log('machines', `created ${label(m.id)} image=${m.config.image ?? '?'}`) },
       onStart: async (m) => {
         log('machines', `starting ${label(m.id)}`)
-        const url = await runtime.start(specFor(m))
-        log('machines', `started ${label(m.id)} at ${url} (pid ${String(runtime.pid(m.id))})`)
+        try {
+          const url = await runtime.start(specFor(m))
+          log('machines', `started ${label(m.id)} at ${url} (pid ${String(runtime.pid(m.id))})`)
+        } catch (err) {
+          // The API marks the Machine failed; say why here, where the user looks.
+          log('machines', `${label(m.id)} failed to start: ${err instanceof Error ? err.message : String(err)}`)
+          throw err
+        }
       },
       onStop: async (m) => {
         log('machines', `stopping ${label(m.id)}`)

@@ -213,6 +213,8 @@ interface Inbound {
   readonly rest: IncomingMessage | undefined
   readonly upgrade: boolean
   readonly start: number
+  /** Aborted when the client goes away before the answer starts: nothing more is tried for it. */
+  readonly gone: AbortSignal
 }
 
 /** One exchange with one Machine, up to its response head. */
@@ -310,6 +312,7 @@ export async function startEdge (options: EdgeOptions): Promise<Edge> {
   async function exchange (inb: Inbound, machineId: string, path: string, headers: OutgoingHttpHeaders, deadline: number): Promise<Exchange> {
     const waker = new AbortController()
     for (;;) {
+      if (inb.gone.aborted) throw new EdgeHttpError(499, 'PC01', 'the client went away')
       const m = fleet.list().find((x) => x.id === machineId)
       if (m === undefined || m.state === 'destroyed' || m.state === 'destroying' || m.state === 'failed') {
         return { kind: 'unreachable', machine: machineId, reason: 'no_candidate' }
@@ -344,7 +347,7 @@ export async function startEdge (options: EdgeOptions): Promise<Edge> {
     return new Promise((resolve, reject) => {
       const u = new URL(base)
       const req = http.request({
-        host: u.hostname, port: u.port, method: inb.method, path, headers, agent: false,
+        host: u.hostname, port: u.port, method: inb.method, path, headers, agent: false, signal: inb.gone,
       })
       let connected = false
       req.on('socket', (s) => {
@@ -489,7 +492,7 @@ export async function startEdge (options: EdgeOptions): Promise<Edge> {
     }
   }
 
-  async function readInbound (req: IncomingMessage, upgrade: boolean): Promise<Inbound> {
+  async function readInbound (req: IncomingMessage, upgrade: boolean, clientGone: AbortController): Promise<Inbound> {
     const base = {
       requestId: `${randomBytes(10).toString('hex')}-${region}`,
       method: req.method ?? 'GET',
@@ -498,6 +501,7 @@ export async function startEdge (options: EdgeOptions): Promise<Edge> {
       clientIp: req.socket.remoteAddress ?? '127.0.0.1',
       upgrade,
       start: Date.now(),
+      gone: clientGone.signal,
     }
     if (upgrade) return { ...base, body: Buffer.alloc(0), prefix: [], rest: undefined }
     const declared = req.headers['content-length']
@@ -542,7 +546,7 @@ export async function startEdge (options: EdgeOptions): Promise<Edge> {
   function sendError (res: ServerResponse, inb: Inbound | undefined, err: unknown): void {
     const e = err instanceof EdgeHttpError ? err : new EdgeHttpError(502, 'PP01', err instanceof Error ? err.message : String(err))
     if (inb !== undefined) emit({ type: 'error', requestId: inb.requestId, method: inb.method, path: inb.path, status: e.status, reason: `${e.flyCode}: ${e.message}` })
-    if (res.headersSent) { res.destroy(); return }
+    if (res.headersSent || res.destroyed || inb?.gone.aborted === true) { res.destroy(); return }
     const body = JSON.stringify({ error: { code: e.flyCode, message: e.message } })
     res.writeHead(e.status, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body), ...(inb !== undefined ? { 'fly-request-id': inb.requestId } : {}) })
     res.end(body)
@@ -551,7 +555,9 @@ export async function startEdge (options: EdgeOptions): Promise<Edge> {
   async function onRequest (req: IncomingMessage, res: ServerResponse): Promise<void> {
     let inb: Inbound | undefined
     try {
-      inb = await readInbound(req, false)
+      const clientGone = new AbortController()
+      res.once('close', () => { if (!res.headersSent) clientGone.abort() })
+      inb = await readInbound(req, false, clientGone)
       const ex = await resolveRequest(inb)
       if (ex.kind !== 'response') { ex.socket.destroy(); ex.release(); throw new EdgeHttpError(502, 'PU02', 'Machine switched protocols on a plain request') }
       const up = ex.res
@@ -585,7 +591,9 @@ export async function startEdge (options: EdgeOptions): Promise<Edge> {
     socket.on('error', () => socket.destroy())
     let inb: Inbound | undefined
     try {
-      inb = await readInbound(req, true)
+      const clientGone = new AbortController()
+      socket.once('close', () => clientGone.abort())
+      inb = await readInbound(req, true, clientGone)
       if (head.length > 0) socket.unshift(head)
       const ex = await resolveRequest(inb)
       emit({ type: 'served', requestId: inb.requestId, method: inb.method, path: inb.path, machine: ex.machine, status: ex.res.statusCode ?? 502 })

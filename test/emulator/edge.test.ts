@@ -238,6 +238,23 @@ t.test('a stopped target is woken by the replay', async (t) => {
   t.strictSame(fleet.woken, ['m2'])
 })
 
+t.test('a client that goes away while the target wakes is not sent on', async (t) => {
+  const m1 = await fakeMachine(t, 'm1', (req, res) => text(res, 307, '', { 'fly-replay': 'instance=m2;timeout=5s' }))
+  const m2 = await fakeMachine(t, 'm2', (req, res) => text(res, 200, 'awake'), false)
+  const fleet = fleetOf([m1, m2])
+  const slowWake = fleet.wake
+  fleet.wake = async (id, signal) => { await new Promise((resolve) => setTimeout(resolve, 400)); return await slowWake(id, signal) }
+  const { url, events } = await edgeFor(t, fleet)
+  const gone = new AbortController()
+  setTimeout(() => gone.abort(), 150)
+  await t.rejects(fetch(url, { method: 'POST', body: 'x', headers: { 'fly-force-instance-id': 'm1' }, signal: gone.signal }))
+  const deadline = Date.now() + 3_000
+  while (!events.some((e) => e.type === 'error') && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 20))
+  t.strictSame(fleet.woken, ['m2'], 'the wake was under way')
+  t.equal(m2.hits.length, 0, 'the woken Machine never got the request')
+  t.strictSame(events.filter((e) => e.type === 'error').map((e) => [e.status, e.reason]), [[499, 'PC01: the client went away']])
+})
+
 t.test('no Machine running: the edge wakes one; none at all: 503', async (t) => {
   const m1 = await fakeMachine(t, 'm1', (req, res) => text(res, 200, 'up'), false)
   const fleet = fleetOf([m1])
