@@ -103,6 +103,8 @@ export async function bundle (options: BundleOptions = {}): Promise<BundleResult
     legalComments: 'none',
     metafile: true,
     logLevel: 'warning',
+    // The bundle has no package.json beside it: the CLI's --version reads this instead.
+    define: { 'globalThis.__SIDECAR_VERSION__': JSON.stringify(JSON.parse(await readFile(join(ROOT, 'package.json'), 'utf8')).version) },
   })
 
   const packageDirs = [...new Set(Object.keys(result.metafile.inputs).map(packageDirOf).filter((d): d is string => d !== undefined))].sort()

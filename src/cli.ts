@@ -9,6 +9,7 @@ import { loadConfig, resolveConfigPath } from './config/load.ts'
 import { createLogger } from './log.ts'
 import { startSidecar } from './sidecar.ts'
 import { isSidecarError } from './errors.ts'
+import { configOption } from './commands/_config.ts'
 
 const USAGE = `usage:
   fly-replay-sidecar [--config FILE] [-- <app command> [args...]]
@@ -27,23 +28,21 @@ export function parseRunArgs (argv: readonly string[]): { config: string | undef
   const own = sep === -1 ? argv : argv.slice(0, sep)
   const command = sep === -1 ? [] : argv.slice(sep + 1)
   let config: string | undefined
-  for (let i = 0; i < own.length; i++) {
-    const a = own[i] as string
-    if (a === '--config' || a === '-c') {
-      const v = own[++i]
-      if (v === undefined) return { error: `${a} needs a file` }
-      config = v
-    } else if (a.startsWith('--config=')) {
-      config = a.slice('--config='.length)
-    } else {
-      return { error: `unknown argument: ${a}` }
-    }
+  for (let i = 0; i < own.length;) {
+    const opt = configOption(own, i)
+    if (opt === undefined) return { error: `unknown argument: ${own[i] as string}` }
+    if ('error' in opt) return opt
+    config = opt.value
+    i = opt.next
   }
   if (sep !== -1 && command.length === 0) return { error: 'nothing after --: give the app command' }
   return { config, command }
 }
 
 function version (): string {
+  // Set by scripts/bundle.ts: the bundle has no package.json beside it.
+  const bundled = (globalThis as { __SIDECAR_VERSION__?: string }).__SIDECAR_VERSION__
+  if (bundled !== undefined) return bundled
   const pkg = JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as { version: string }
   return pkg.version
 }
