@@ -43,6 +43,10 @@ const REJECTED_BY_PARSER: readonly [string, string, number][] = [
   ['bare LF line endings', `GET /a HTTP/1.1\nHost: x\n\n${SMUGGLED}`, 400],
   ['transfer-encoding chunked not last', 'POST /a HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked, gzip\r\n\r\n0\r\n\r\n', 400],
   ['no Host header', 'GET /a HTTP/1.1\r\n\r\n', 400],
+  ['a content-length beyond 2^64', 'POST /livewire/update HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 99999999999999999999999\r\n\r\n{}', 400],
+  ['a signed content-length', 'POST /livewire/update HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: +2\r\n\r\n{}', 400],
+  ['a chunk size beyond 2^64', `POST /livewire/update HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n1${'0'.repeat(20)}\r\n{}\r\n0\r\n\r\n`, 400],
+
   ['a 100 KB URL', `GET /${'a'.repeat(100 * 1024)} HTTP/1.1\r\nHost: x\r\n\r\n`, 431],
   ['a 40 KB header block', `GET /a HTTP/1.1\r\nHost: x\r\n${Array.from({ length: 40 }, (_, i) => `X-H${i}: ${'v'.repeat(1000)}\r\n`).join('')}\r\n`, 431],
 ]
@@ -88,6 +92,18 @@ t.test('broken bodies: 400 or a closed connection, never a whole request upstrea
       await afterwards(t, up, s, completeBefore)
     })
   }
+})
+
+t.test('request lines Node tolerates reach the app re-framed as one HTTP/1.1 request', async (t) => {
+  const { up, s } = await setup(t)
+  for (const [name, bytes] of [['HTTP/0.9 style', 'GET /a\r\n\r\n'], ['two spaces', `GET  /a HTTP/1.1\r\nHost: x\r\n\r\n${SMUGGLED}`]] as const) {
+    const before = up.requests.length
+    const r = await rawExchange(s.port, [bytes], { waitMs: 500 })
+    t.equal(statusOf(r.data), 200, `${name}: answered`)
+    const seen = up.requests.slice(before).filter((x) => x.target !== '/smuggled')
+    t.strictSame(seen.map((x) => [x.method, x.target, x.version]), [['GET', '/a', 'HTTP/1.1']], `${name}: one clean request`)
+  }
+  t.equal(up.requests.filter((x) => x.target === '/smuggled').length, 1, 'the pipelined request after the tolerated one arrived once, as its own request')
 })
 
 t.test('pipelined requests are forwarded one by one, each framed by the sidecar', async (t) => {
