@@ -23,9 +23,18 @@ export function detectPinning (cpus: number): Pinning | null {
   return { load: '0', server: '1' }
 }
 
-/** Pins this process (every thread) to a CPU. */
-export function pinSelf (cpu: string): void {
-  execFileSync('taskset', ['-a', '-p', '-c', cpu, String(process.pid)], { stdio: 'ignore' })
+/**
+ * Pins this process (every thread) to a CPU. taskset -a walks the thread list and fails when a
+ * thread ends meanwhile, so it is tried a few times; false when it never succeeded.
+ */
+export function pinSelf (cpu: string): boolean {
+  for (let i = 0; i < 5; i++) {
+    try {
+      execFileSync('taskset', ['-a', '-p', '-c', cpu, String(process.pid)], { stdio: 'ignore' })
+      return true
+    } catch { /* a thread came or went: try again */ }
+  }
+  return false
 }
 
 /** A started child whose output goes to a log file (a pipe nobody drains would stall it). */

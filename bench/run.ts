@@ -3,10 +3,11 @@
 // prints one Markdown table (also written to bench/RESULTS.md). `--quick` for a smoke run.
 import os from 'node:os'
 import { spawnSync } from 'node:child_process'
-import { mkdtempSync, mkdirSync, readFileSync, rmSync, writeFileSync, existsSync } from 'node:fs'
+import { mkdtempSync, mkdirSync, rmSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { parseArgs } from 'node:util'
 import { setTimeout as sleep } from 'node:timers/promises'
+import { ensureTools, pkgVersion, toolVersion } from './_tools.ts'
 import { FULL, QUICK, PATHS, livewireBody, type BenchParams } from './_config.ts'
 import { startFakeMachinesApi } from './_machines-api.ts'
 import { detectPinning, pinSelf, cpuSeconds, memory, stopChild, type Child } from './_procs.ts'
@@ -17,7 +18,9 @@ import {
   ROOT, SIDECAR_CONFIG, SIDECAR_SRC, buildSidecarBundle, startApp, directTarget, startNginx, startHttpProxy, startSidecar,
   sidecarAvailable, stopTarget, writeHundredRulesConfig, type Target,
 } from './_targets.ts'
-import { renderTable, renderGoals, get, type CaseSpec, type MetricSpec, type Samples, type Goal } from './_report.ts'
+import { renderTable, renderGoals, type Samples } from './_report.ts'
+import { tableCases } from './_cases.ts'
+import { computeGoals } from './_goals.ts'
 
 const USAGE = `usage: npm run bench -- [--quick] [--rounds N] [--duration S] [--targets direct,nginx,http-proxy,sidecar]
                           [--cases get64,big,...] [--write | --no-write] [--cpu-prof] [--keep]
@@ -58,52 +61,7 @@ const onlyCases = args.cases === undefined ? null : new Set(args.cases.split(','
 const caseWanted = (id: string): boolean => onlyCases === null || onlyCases.has(id)
 const writeResults = args.write ?? (!args.quick && !args['no-write'])
 
-// ── tools ──────────────────────────────────────────────────────────────────
-function which (cmd: string): string | null {
-  for (const d of [...(process.env.PATH ?? '').split(':'), '/usr/sbin', '/usr/local/sbin', '/sbin']) {
-    if (d !== '' && existsSync(join(d, cmd))) return join(d, cmd)
-  }
-  return null
-}
-
-/** wrk and nginx from Debian; installed with apt-get when missing and we are root. */
-function ensureTools (): { nginx: string | null } {
-  if (which('wrk') === null || which('nginx') === null) {
-    if (process.getuid?.() === 0 && which('apt-get') !== null) {
-      console.error('installing nginx and wrk with apt-get ...')
-      const env = { ...process.env, DEBIAN_FRONTEND: 'noninteractive' }
-      spawnSync('apt-get', ['update', '-qq'], { stdio: 'inherit', env })
-      spawnSync('apt-get', ['install', '-y', '-qq', '--no-install-recommends', 'nginx', 'wrk'], { stdio: 'inherit', env })
-    }
-  }
-  if (which('wrk') === null) throw new Error('wrk is needed (Debian: apt-get install wrk); run as root to install it automatically')
-  return { nginx: which('nginx') }
-}
-
-/** `name version` from a tool's version output (`nginx -v`, `wrk -v`). */
-function toolVersion (name: string, cmd: string, argv: string[]): string {
-  const r = spawnSync(cmd, argv, { encoding: 'utf8' })
-  const m = /(\d+\.\d+\.\d+)/.exec(`${r.stdout ?? ''}${r.stderr ?? ''}`)
-  return `${name} ${m?.[1] ?? '?'}`
-}
-
-function pkgVersion (name: string): string {
-  try { return (JSON.parse(readFileSync(join(ROOT, 'node_modules', name, 'package.json'), 'utf8')) as { version: string }).version } catch { return '?' }
-}
-
 // ── cases ──────────────────────────────────────────────────────────────────
-const M = {
-  rps: { key: 'rps', label: 'req/s', better: 'high', digits: 0 },
-  p50: { key: 'p50', label: 'p50 ms', better: 'low', digits: 2 },
-  p99: { key: 'p99', label: 'p99 ms', better: 'low', digits: 2 },
-  cpu: { key: 'cpu', label: 'CPU µs/req', better: 'low', digits: 1 },
-  mibps: { key: 'mibps', label: 'MiB/s', better: 'high', digits: 0 },
-  cpuGiB: { key: 'cpuGiB', label: 'CPU ms/GiB', better: 'low', digits: 0 },
-  d50: { key: 'd50', label: 'chunk delay p50 ms', better: 'low', digits: 2, diff: true },
-  d99: { key: 'd99', label: 'chunk delay p99 ms', better: 'low', digits: 2, diff: true },
-  dmax: { key: 'dmax', label: 'chunk delay max ms', better: 'low', digits: 2, diff: true },
-} as const satisfies Record<string, MetricSpec>
-
 interface WrkCase {
   readonly id: string
   readonly label: string
@@ -117,16 +75,6 @@ interface WrkCase {
 
 const ALL = { direct: 'direct', nginx: 'nginx', 'http-proxy': 'http-proxy', sidecar: 'sidecar' }
 const c = params.connections
-const tableCases: CaseSpec[] = [
-  { id: 'get64', label: `GET 100 B, ${c} conn`, metrics: [M.rps, M.p50, M.p99, M.cpu] },
-  { id: 'get1', label: 'GET 100 B, 1 conn', metrics: [M.rps, M.p50, M.p99, M.cpu] },
-  { id: 'post64', label: `POST 16 KiB JSON echo, ${c} conn`, metrics: [M.rps, M.p50, M.p99, M.cpu] },
-  { id: 'big', label: 'GET 16 MiB, 1 conn', metrics: [M.mibps, M.cpuGiB] },
-  { id: 'streams', label: `${params.streams} streams × ${params.streamChunks} chunks / ${params.streamIntervalMs} ms`, metrics: [M.d50, M.d99, M.dmax] },
-  { id: 'replay', label: `Livewire 16 KiB POST → replay, ${c} conn (direct: app echo)`, directFrom: 'post64', metrics: [M.rps, M.p99, M.cpu] },
-  { id: 'inspect', label: `Livewire 16 KiB POST inspected, no match → proxied, ${c} conn (direct: app echo)`, directFrom: 'post64', metrics: [M.rps, M.p99, M.cpu] },
-  { id: 'rules100', label: `GET 100 B, ${c} conn, 100 rules (direct: GET 100 B)`, directFrom: 'get64', metrics: [M.rps, M.p99, M.cpu] },
-]
 
 // ── main ───────────────────────────────────────────────────────────────────
 const running: Target[] = []
@@ -145,7 +93,7 @@ async function main (): Promise<void> {
   const { nginx: nginxBin } = ensureTools()
   const cpus = os.cpus().length
   const pin = detectPinning(cpus)
-  if (pin !== null) pinSelf(pin.load)
+  if (pin !== null && !pinSelf(pin.load)) console.error('warning: could not pin the benchmark process to CPU ' + pin.load)
   const serverCpu = pin?.server ?? null
   const dir = mkdtempSync(join(os.tmpdir(), 'sidecar-bench-'))
   const outDir = join(ROOT, 'bench', '.out')
@@ -361,28 +309,7 @@ async function main (): Promise<void> {
   await api.close()
 
   // ── report ─────────────────────────────────────────────────────────────
-  const get1 = (caseId: string, target: string, m: MetricSpec): number | undefined => get(samples, caseId, target, m)?.best
-  const goal = (text: string, a: number | undefined, b: number | undefined, fmt: (a: number, b: number) => [string, boolean]): Goal => {
-    if (a === undefined || b === undefined) return { goal: text, measured: 'not measured', met: null }
-    const [measured, met] = fmt(a, b)
-    return { goal: text, measured, met }
-  }
-  const ratioGoal = (min: number, what: string) => (a: number, b: number): [string, boolean] => [`${(a / b).toFixed(2)}× ${what} (${Math.round(a).toLocaleString('en-US')} vs ${Math.round(b).toLocaleString('en-US')})`, a / b >= min]
-  const maxRatioGoal = (max: number, what: string, unit: string) => (a: number, b: number): [string, boolean] => [`${(a / b).toFixed(2)}× ${what} (${a.toFixed(1)} vs ${b.toFixed(1)} ${unit})`, a / b <= max]
-  const goals: Goal[] = [
-    goal('GET 100 B ×64: sidecar req/s ≥ 1.5× plain http-proxy', get1('get64', 'sidecar', M.rps), get1('get64', 'http-proxy', M.rps), ratioGoal(1.5, 'http-proxy')),
-    goal('POST 16 KiB ×64: sidecar req/s ≥ 1.5× plain http-proxy', get1('post64', 'sidecar', M.rps), get1('post64', 'http-proxy', M.rps), ratioGoal(1.5, 'http-proxy')),
-    goal('GET 100 B ×64: sidecar CPU/request ≤ 2.5× nginx', get1('get64', 'sidecar', M.cpu), get1('get64', 'nginx', M.cpu), maxRatioGoal(2.5, 'nginx', 'µs')),
-    goal('POST 16 KiB ×64: sidecar CPU/request ≤ 2.5× nginx', get1('post64', 'sidecar', M.cpu), get1('post64', 'nginx', M.cpu), maxRatioGoal(2.5, 'nginx', 'µs')),
-    goal('GET 16 MiB: sidecar MiB/s ≥ 0.75× nginx', get1('big', 'sidecar', M.mibps), get1('big', 'nginx', M.mibps), ratioGoal(0.75, 'nginx')),
-    goal('Streams: sidecar chunk delay p99 ≤ nginx p99 + 1 ms', get1('streams', 'sidecar', M.d99), get1('streams', 'nginx', M.d99),
-      (a, b) => [`${a.toFixed(2)} ms vs ${b.toFixed(2)} ms (${a - b >= 0 ? '+' : '−'}${Math.abs(a - b).toFixed(2)} ms)`, a <= b + 1]),
-    goal('Livewire replay answers req/s ≥ the app echoing that body directly', get1('replay', 'sidecar', M.rps), get1('post64', 'direct', M.rps), ratioGoal(1, 'direct echo')),
-    goal('Inspected, not matching: ≥ 0.9× sidecar pass-through POST', get1('inspect', 'sidecar', M.rps), get1('post64', 'sidecar', M.rps), ratioGoal(0.9, 'pass-through POST')),
-    goal('100 rules: ≥ 0.95× 1 rule (GET 100 B ×64)', get1('rules100', 'sidecar', M.rps), get1('get64', 'sidecar', M.rps), ratioGoal(0.95, '1 rule')),
-    goal('Sidecar peak RSS under these loads ≤ 80 MiB', peak.sidecar, 80 * 2 ** 20, (a) => [`${mib(a)} MiB`, a <= 80 * 2 ** 20]),
-    goal('Sidecar RSS per idle open stream < 60 KiB', idle.sidecar?.perStream, 60 * 1024, (a) => [`${kib(a)} KiB`, a < 60 * 1024]),
-  ]
+  const goals = computeGoals(samples, { peak, idle })
 
   const cpuModel = os.cpus()[0]?.model ?? '?'
   const commit = spawnSync('git', ['-C', ROOT, 'log', '-1', '--format=%h %cI'], { encoding: 'utf8' }).stdout.trim()
@@ -398,7 +325,7 @@ async function main (): Promise<void> {
     'Cells: best / median ±spread over rounds (spread = (max − min) / median); ratios compare best rounds. ↑ higher is better, ↓ lower. ' +
       'CPU is the proxy process\'s own user+system time (nginx: its worker; direct: the app) from /proc/<pid>/stat. Stream delays are receive time minus the app\'s send stamp (CLOCK_MONOTONIC); peer columns show the difference.',
   ]
-  const table = renderTable({ cases: tableCases, samples, peers: columns.slice(0, 3), sidecar: 'sidecar', status, extraRows })
+  const table = renderTable({ cases: tableCases(params), samples, peers: columns.slice(0, 3), sidecar: 'sidecar', status, extraRows })
   const statusLines = Object.entries(status).map(([k, v]) => `- ${k}: ${v}`)
   for (const column of ['http-proxy', 'sidecar']) {
     const g = growth[column]
