@@ -13,6 +13,7 @@ import type { Edge, EdgeEvent, EdgeFleet } from './edge.ts'
 import { createRuntime } from './runtime.ts'
 import type { MachineSpec, Runtime } from './runtime.ts'
 import { SidecarError, isSidecarError } from '../errors.ts'
+import { loadConfig } from '../config/load.ts'
 import { parseDuration } from './edge.ts'
 
 /** The edge's port when none is given (what the README tells people to open). */
@@ -94,11 +95,14 @@ export async function runDev (options: DevOptions = {}): Promise<DevEmulator> {
   const write = options.log ?? ((line: string) => { process.stdout.write(`${line}\n`) })
   const log = (area: string, message: string): void => write(`${time()}  ${area.padEnd(8)} ${message}`)
   const config = resolve(options.config ?? DEMO_CONFIG)
-  if (!existsSync(config)) throw new SidecarError('SIDECAR_ERR_EMULATOR_SETUP', [`config file ${config} does not exist`])
+  // Check the config once, as a Machine would read it, before any process starts: its errors
+  // (with line:column) then come first instead of from every Machine's failed start.
+  await loadConfig(config, { ...process.env, PORT: '8080', APP_PORT: '8081', METRICS_PORT: '9091', FLY_API_URL: 'http://127.0.0.1:4280', FLY_APP_NAME: options.app ?? DEFAULT_APP, FLY_MACHINE_ID: 'check' })
   const appCommand = options.appCommand ?? (options.config === undefined ? [process.execPath, DEMO_APP] : [])
   const command = [...(options.sidecarCommand ?? defaultSidecarCommand()), '--config', config, ...(appCommand.length > 0 ? ['--', ...appCommand] : [])]
   const token = `FlyV1 fm2_emulator_${randomBytes(12).toString('hex')}`
   const events: EdgeEvent[] = []
+  const startErrors = new Map<string, unknown>()
 
   let edge: Edge | undefined
   const label = (id: string | undefined): string => {
@@ -152,6 +156,7 @@ export async function runDev (options: DevOptions = {}): Promise<DevEmulator> {
           log('machines', `started ${label(m.id)} at ${url} (pid ${String(runtime.pid(m.id))})`)
         } catch (err) {
           // The API marks the Machine failed; say why here, where the user looks.
+          startErrors.set(m.id, err)
           log('machines', `${label(m.id)} failed to start: ${err instanceof Error ? err.message : String(err)}`)
           throw err
         }
@@ -265,6 +270,7 @@ export async function runDev (options: DevOptions = {}): Promise<DevEmulator> {
     for (;;) {
       const m = api.machines.get(mainId)
       if (m?.state === 'started' && runtime.url(mainId) !== undefined) break
+      if (startErrors.has(mainId)) throw startErrors.get(mainId)
       if (m?.state === 'failed' || Date.now() > deadline) throw new SidecarError('SIDECAR_ERR_EMULATOR_MACHINE_START', [mainId, `it is ${m?.state ?? 'gone'}`])
       await new Promise((resolve) => setTimeout(resolve, WAKE_POLL_MS))
     }
@@ -359,7 +365,8 @@ export async function main (argv: readonly string[]): Promise<number> {
   } catch (err) {
     const message = isSidecarError(err) ? `${err.code}: ${err.message}` : err instanceof Error ? err.message : String(err)
     process.stderr.write(`fly-replay-sidecar dev: ${message}\n`)
-    return 1
+    // Config problems exit 2, like the sidecar's own run and check.
+    return isSidecarError(err) && err.code.startsWith('SIDECAR_ERR_CONFIG_') ? 2 : 1
   }
   process.stdout.write([
     '',

@@ -176,12 +176,13 @@ export function createRuntime (options: RuntimeOptions): Runtime {
     r.exited = new Promise<void>((resolve) => {
       child.once('exit', (code, signal) => {
         exited = true
-        const wasAsked = r.state === 'stopping'
+        // Only a running Machine "exits on its own": a failed start is reported by start().
+        const unexpected = r.state === 'started'
         r.child = undefined
         r.url = undefined
         if (r.state !== 'stopping') r.state = 'stopped'
         clearTimeout(r.idleTimer)
-        if (!wasAsked) options.onExit?.(r.spec.id, code, signal, [...r.output])
+        if (unexpected) options.onExit?.(r.spec.id, code, signal, [...r.output])
         resolve()
       })
       child.once('error', (err) => {

@@ -3,6 +3,9 @@
 import t from 'tap'
 import { spawn } from 'node:child_process'
 import net from 'node:net'
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { alive, descendants } from '../../src/emulator/runtime.ts'
 import { listen } from '../helpers/net.ts'
@@ -57,7 +60,7 @@ function runCli (args: string[]): Promise<{ code: number | null, out: string, er
   })
 }
 
-t.test('usage errors exit 2, a taken port exits 1 with nothing left running', async (t) => {
+t.test('usage and config errors exit 2, a taken port exits 1, nothing left running', async (t) => {
   const bad = await runCli(['dev', '--idle', 'soon'])
   t.equal(bad.code, 2)
   t.match(bad.err, /^fly-replay-sidecar dev: --idle takes a duration like 30s or 500ms\nusage: fly-replay-sidecar dev /)
@@ -67,6 +70,14 @@ t.test('usage errors exit 2, a taken port exits 1 with nothing left running', as
   const help = await runCli(['dev', '--help'])
   t.equal(help.code, 0)
   t.match(help.out, /^usage: fly-replay-sidecar dev \[--port 3000\]/)
+
+  const dir = mkdtempSync(join(tmpdir(), 'dev-cli-'))
+  t.teardown(() => rmSync(dir, { recursive: true, force: true }))
+  writeFileSync(join(dir, 'routes.yaml'), 'app:\n  url: http://127.0.0.1:${APP_PORT}\nrules:\n  - match: { pathx: / }\n    to: app\n')
+  const invalid = await runCli(['dev', '--port', '0', '--config', join(dir, 'routes.yaml')])
+  t.equal(invalid.code, 2)
+  t.equal(invalid.err, `fly-replay-sidecar dev: SIDECAR_ERR_CONFIG_INVALID: invalid config ${join(dir, 'routes.yaml')} (1 problem):\n${join(dir, 'routes.yaml')}:4:14: rules[0].match.pathx: unknown key (did you mean "path"?)\n`)
+  t.equal(invalid.out, '', 'checked before any Machine started')
 
   const taken = net.createServer()
   const port = await listen(taken)
