@@ -247,7 +247,8 @@ class Proxied implements Dispatcher.DispatchHandler {
     }, 'upstream error')
     shared.onUpstreamError?.(error.code)
     // Once the headers are out, only a destroyed connection tells the client the body is short.
-    if (responded || res.headersSent) res.destroy(error)
+    // No error argument: it would resurface as the server's 'clientError', and it is logged here.
+    if (responded || res.headersSent) res.destroy()
     else answerError(res, error)
   }
 
