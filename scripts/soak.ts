@@ -3,7 +3,7 @@
 // that replay and that are proxied, streaming uploads, long event streams and WebSockets. Every
 // body is checked by sha256 at the app, every answer at the client. RSS and open handles of the
 // sidecar are sampled from its metrics; the first and the last window are compared.
-//   node scripts/soak.ts [--seconds 120] [--connections 64] [--json]
+//   node scripts/soak.ts [--seconds 120] [--connections 64]   (npm run soak -- --seconds 30)
 // Exit code 0 when nothing failed and RSS and handles stayed flat, 1 otherwise.
 import http from 'node:http'
 import { spawn } from 'node:child_process'
