@@ -146,6 +146,39 @@ t.test('elsewhere=true sends the request to another Machine, never back', async 
   t.strictSame(events.filter((e) => e.type === 'replay').map((e) => [e.machine, e.target, e.reason, e.state]), Array(3).fill(['tasker', 'app1', 'elsewhere', 'default']))
 })
 
+t.test('prefer_instance: a missing Machine is replaced by another, and the request says so', async (t) => {
+  const m1 = await fakeMachine(t, 'm1', (req, res, body, self) => req.headers['fly-replay-src'] === undefined
+    ? text(res, 307, '', { 'fly-replay': 'prefer_instance=ghost;state=p' })
+    : text(res, 200, `${self.id} ${String(req.headers['fly-preferred-instance-unavailable'])}`))
+  const { url } = await edgeFor(t, fleetOf([m1]))
+  t.equal(await (await fetch(url)).text(), 'm1 ghost')
+})
+
+t.test('fallback=force_self: no other Machine is tried when the origin is gone too', async (t) => {
+  const m1 = await fakeMachine(t, 'm1', (req, res) => {
+    text(res, 307, '', { 'fly-replay': 'instance=ghost;fallback=force_self' })
+    // Gone right after answering: the fallback has nowhere to go.
+    m1.state = 'destroyed'
+  })
+  const m2 = await fakeMachine(t, 'm2', (req, res) => text(res, 200, 'm2 must not serve this'))
+  const { url } = await edgeFor(t, fleetOf([m1, m2]))
+  const res = await fetch(url, { headers: { 'fly-force-instance-id': 'm1' } })
+  t.equal(res.status, 502)
+  t.strictSame(await res.json(), { error: { code: 'PR04', message: 'replay fallback to m1 failed: no_candidate' } })
+  t.equal(m2.hits.length, 0)
+})
+
+t.test('fallback=prefer_self: another Machine serves when the origin is gone too', async (t) => {
+  const m1 = await fakeMachine(t, 'm1', (req, res) => {
+    text(res, 307, '', { 'fly-replay': 'instance=ghost;fallback=prefer_self' })
+    m1.state = 'destroyed'
+  })
+  const m2 = await fakeMachine(t, 'm2', (req, res) => text(res, 200, `m2: ${String(req.headers['fly-replay-failed'])}`))
+  const { url } = await edgeFor(t, fleetOf([m1, m2]))
+  const res = await fetch(url, { headers: { 'fly-force-instance-id': 'm1' } })
+  t.match(await res.text(), /^m2: instance=ghost;app=demo;region=dev;replay_source=m1;reason=no_candidate;elapsed_ms=\d+$/)
+})
+
 t.test('the 11th replay of a request is refused with PA02', async (t) => {
   const ping: Handler = (req, res, body, self) => text(res, 307, '', { 'fly-replay': `instance=${self.id === 'a' ? 'b' : 'a'}` })
   const a = await fakeMachine(t, 'a', ping)
