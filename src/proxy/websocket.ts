@@ -48,7 +48,9 @@ function answerOnSocket (socket: Duplex, err: SidecarError): void {
   const body = JSON.stringify(err.toJSON())
   const status = err.status ?? 502
   const reason = status === 504 ? 'Gateway Timeout' : status === 400 ? 'Bad Request' : 'Bad Gateway'
-  socket.end(`HTTP/1.1 ${status} ${reason}\r\ncontent-type: application/json; charset=utf-8\r\ncontent-length: ${Buffer.byteLength(body)}\r\ncache-control: no-store\r\nconnection: close\r\n\r\n${body}`)
+  socket.write(`HTTP/1.1 ${status} ${reason}\r\ncontent-type: application/json; charset=utf-8\r\ncontent-length: ${Buffer.byteLength(body)}\r\ncache-control: no-store\r\nconnection: close\r\n\r\n${body}`)
+  // The server's sockets allow half-open connections: close ours fully once the answer is out.
+  endSoon(socket)
 }
 
 /**
