@@ -182,6 +182,41 @@ t.test('the supervised app crashing mid-stream: the stream errors, the sidecar s
   await leaks.check('supervised crash')
 })
 
+t.test('a client that stops reading: the app is slowed down, nothing piles up in the sidecar', async (t) => {
+  const leaks = watchLeaks(t)
+  const TOTAL = 96 * 1024 * 1024
+  let written = 0
+  const server = http.createServer((_req, res) => {
+    res.writeHead(200, { 'content-type': 'application/octet-stream', 'content-length': TOTAL })
+    const chunk = Buffer.alloc(64 * 1024, 7)
+    const pump = (): void => {
+      while (written < TOTAL) {
+        written += chunk.length
+        if (!res.write(chunk)) { res.once('drain', pump); return }
+      }
+      res.end()
+    }
+    pump()
+  })
+  const port = await listen(server)
+  t.teardown(() => closeServer(server))
+  const s = await startHardened(t, { appUrl: `http://127.0.0.1:${port}` })
+  const res = await request(`http://127.0.0.1:${s.port}/big`)
+  t.equal(res.statusCode, 200)
+  await sleep(1_000)
+  // Kernel socket buffers on two loopback hops (each up to the tcp_rmem/tcp_wmem maximum) and the
+  // streams' own high-water marks: tens of MiB at worst, never the whole response.
+  t.ok(written < 40 * 1024 * 1024, `while the client did not read, the app could write only ${(written / 1048576).toFixed(1)} MiB of 96`)
+  const hash = createHash('sha256')
+  let got = 0
+  for await (const c of res.body) { hash.update(c as Buffer); got += (c as Buffer).length }
+  t.equal(got, TOTAL, 'then every byte arrived')
+  t.equal(hash.digest('hex'), sha(Buffer.alloc(TOTAL, 7)))
+  await s.sidecar.shutdown()
+  await closeServer(server)
+  await leaks.check('slow reader')
+})
+
 async function appServer (t: Test): Promise<{ port: number, close: () => Promise<void> }> {
   const server = http.createServer((req, res) => { req.resume(); req.on('end', () => res.end('app')) })
   const port = await listen(server)
