@@ -300,6 +300,12 @@ The app command gets its port in $APP_PORT; the sidecar listens on $PORT.`
 
 interface DevArgs { options: DevOptions, help: boolean }
 
+/** Where `main` writes (the process's streams, or a test's). */
+export interface DevIo {
+  readonly stdout: { write (text: string): unknown }
+  readonly stderr: { write (text: string): unknown }
+}
+
 function parseArgs (argv: readonly string[]): DevArgs {
   const options: { -readonly [K in keyof DevOptions]: DevOptions[K] } = {}
   const env: Record<string, string> = {}
@@ -348,27 +354,27 @@ function parseArgs (argv: readonly string[]): DevArgs {
  * The `dev` subcommand: runs until SIGINT/SIGTERM, then stops every process it started.
  * Resolves with the exit code: 0 after a clean stop, 1 when it cannot start, 2 on a usage error.
  */
-export async function main (argv: readonly string[]): Promise<number> {
+export async function main (argv: readonly string[], io: DevIo = { stdout: process.stdout, stderr: process.stderr }): Promise<number> {
   let parsed: DevArgs
   try {
     parsed = parseArgs(argv)
   } catch (err) {
     if (!isSidecarError(err)) throw err
-    process.stderr.write(`fly-replay-sidecar dev: ${err.message}\n${USAGE}\n`)
+    io.stderr.write(`fly-replay-sidecar dev: ${err.message}\n${USAGE}\n`)
     return 2
   }
   const { options, help } = parsed
-  if (help) { process.stdout.write(`${USAGE}\n`); return 0 }
+  if (help) { io.stdout.write(`${USAGE}\n`); return 0 }
   let dev: DevEmulator
   try {
-    dev = await runDev(options)
+    dev = await runDev({ log: (line) => { io.stdout.write(`${line}\n`) }, ...options })
   } catch (err) {
     const message = isSidecarError(err) ? `${err.code}: ${err.message}` : err instanceof Error ? err.message : String(err)
-    process.stderr.write(`fly-replay-sidecar dev: ${message}\n`)
+    io.stderr.write(`fly-replay-sidecar dev: ${message}\n`)
     // Config problems exit 2, like the sidecar's own run and check.
     return isSidecarError(err) && err.code.startsWith('SIDECAR_ERR_CONFIG_') ? 2 : 1
   }
-  process.stdout.write([
+  io.stdout.write([
     '',
     `  fly-replay-sidecar dev: open ${dev.url}`,
     `  Machines API ${dev.apiUrl}, first app Machine ${dev.mainMachineId}`,
@@ -379,16 +385,16 @@ export async function main (argv: readonly string[]): Promise<number> {
   return await new Promise<number>((resolve) => {
     let stopping = false
     const stop = (signal: NodeJS.Signals): void => {
-      if (stopping) { process.stdout.write(`${signal} again: still stopping Machines (each gets at most its kill timeout)\n`); return }
+      if (stopping) { io.stdout.write(`${signal} again: still stopping Machines (each gets at most its kill timeout)\n`); return }
       stopping = true
-      process.stdout.write(`${time()}  ${'dev'.padEnd(8)} ${signal}: stopping every Machine\n`)
+      io.stdout.write(`${time()}  ${'dev'.padEnd(8)} ${signal}: stopping every Machine\n`)
       dev.close().then(() => {
-        process.stdout.write(`${time()}  ${'dev'.padEnd(8)} stopped\n`)
+        io.stdout.write(`${time()}  ${'dev'.padEnd(8)} stopped\n`)
         process.off('SIGINT', stop)
         process.off('SIGTERM', stop)
         resolve(0)
       }, (err: unknown) => {
-        process.stderr.write(`stopping failed: ${String(err)}\n`)
+        io.stderr.write(`stopping failed: ${String(err)}\n`)
         resolve(1)
       })
     }

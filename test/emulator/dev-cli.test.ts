@@ -8,6 +8,7 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { alive, descendants } from '../../src/emulator/runtime.ts'
+import { main } from '../../src/emulator/dev.ts'
 import { listen } from '../helpers/net.ts'
 
 const CLI = fileURLToPath(new URL('../../src/cli.ts', import.meta.url))
@@ -47,34 +48,29 @@ t.test('dev prints the URL, serves the demo, and SIGINT ends every process', asy
   t.ok(family.every((p) => !alive(p)), `all of ${family.join(', ')} ended`)
 })
 
-/** Runs the CLI to its end; resolves with its exit code and output. */
-function runCli (args: string[]): Promise<{ code: number | null, out: string, err: string }> {
-  return new Promise((resolve) => {
-    const child = spawn(process.execPath, [CLI, ...args], { stdio: ['ignore', 'pipe', 'pipe'] })
-    let out = ''
-    let err = ''
-    child.stdout.setEncoding('utf8').on('data', (s: string) => { out += s })
-    child.stderr.setEncoding('utf8').on('data', (s: string) => { err += s })
-    const timer = setTimeout(() => child.kill('SIGKILL'), 30_000)
-    child.once('exit', (code) => { clearTimeout(timer); resolve({ code, out, err }) })
-  })
+/** Runs `dev`'s main in this process; resolves with its exit code and output. */
+async function runMain (args: string[]): Promise<{ code: number, out: string, err: string }> {
+  let out = ''
+  let err = ''
+  const code = await main(args, { stdout: { write: (s: string) => { out += s } }, stderr: { write: (s: string) => { err += s } } })
+  return { code, out, err }
 }
 
 t.test('usage and config errors exit 2, a taken port exits 1, nothing left running', async (t) => {
-  const bad = await runCli(['dev', '--idle', 'soon'])
+  const bad = await runMain(['--idle', 'soon'])
   t.equal(bad.code, 2)
   t.match(bad.err, /^fly-replay-sidecar dev: --idle takes a duration like 30s or 500ms\nusage: fly-replay-sidecar dev /)
-  const unknown = await runCli(['dev', '--nope'])
+  const unknown = await runMain(['--nope'])
   t.equal(unknown.code, 2)
   t.match(unknown.err, /^fly-replay-sidecar dev: unknown option --nope\n/)
-  const help = await runCli(['dev', '--help'])
+  const help = await runMain(['--help'])
   t.equal(help.code, 0)
   t.match(help.out, /^usage: fly-replay-sidecar dev \[--port 3000\]/)
 
   const dir = mkdtempSync(join(tmpdir(), 'dev-cli-'))
   t.teardown(() => rmSync(dir, { recursive: true, force: true }))
   writeFileSync(join(dir, 'routes.yaml'), 'app:\n  url: http://127.0.0.1:${APP_PORT}\nrules:\n  - match: { pathx: / }\n    to: app\n')
-  const invalid = await runCli(['dev', '--port', '0', '--config', join(dir, 'routes.yaml')])
+  const invalid = await runMain(['--port', '0', '--config', join(dir, 'routes.yaml')])
   t.equal(invalid.code, 2)
   t.equal(invalid.err, `fly-replay-sidecar dev: SIDECAR_ERR_CONFIG_INVALID: invalid config ${join(dir, 'routes.yaml')} (1 problem):\n${join(dir, 'routes.yaml')}:4:14: rules[0].match.pathx: unknown key (did you mean "path"?)\n`)
   t.equal(invalid.out, '', 'checked before any Machine started')
@@ -82,7 +78,7 @@ t.test('usage and config errors exit 2, a taken port exits 1, nothing left runni
   const taken = net.createServer()
   const port = await listen(taken)
   t.teardown(() => new Promise<void>((resolve) => taken.close(() => resolve())))
-  const busy = await runCli(['dev', '--port', String(port)])
+  const busy = await runMain(['--port', String(port)])
   t.equal(busy.code, 1)
   t.match(busy.err, new RegExp(`^fly-replay-sidecar dev: SIDECAR_ERR_EMULATOR_SETUP: the emulator cannot start: the edge cannot listen on port ${port} \\(listen EADDRINUSE`))
   t.notMatch(busy.out, /machines\s+created/, 'no Machine was started')
