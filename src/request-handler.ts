@@ -209,10 +209,11 @@ export function createRequestHandler (deps: HandlerDeps): {
     if (!routing.onFly) return serveLocal(req, res, started, undefined, undefined, 'not-on-fly')
     if (headers['fly-replay-src'] !== undefined) return serveLocal(req, res, started, undefined, undefined, 'replayed')
     if (headers['fly-replay-failed'] !== undefined) {
+      // The header names the Machine that failed, not its pool, and the rule that sent the request
+      // there may need the body, which a fallback is not read for: every pool is told, and only
+      // the one holding that id drops it. (Fallbacks are rare: no need to precompute the names.)
       const failed = failedInstance(headers['fly-replay-failed'])
-      const m = matchHead(routing.rules, headOf(req))
-      const target = m.kind === 'done' ? m.rule?.to : m.candidates.find((c) => c.bodyKind === null)?.to
-      if (failed !== undefined && target !== undefined && routing.config.pools[target] !== undefined) pools.reportFailed(target, failed)
+      if (failed !== undefined) for (const pool of Object.keys(routing.config.pools)) pools.reportFailed(pool, failed)
       return serveLocal(req, res, started, undefined, undefined, 'fallback')
     }
     const m = matchHead(routing.rules, headOf(req))

@@ -15,7 +15,7 @@ import { createPoolMachines } from '../../src/machines/pool.ts'
 import { METADATA_POOL } from '../../src/machines/api-types.ts'
 import { closeServer, deadPort, listen } from '../helpers/net.ts'
 import { startLenientUpstream } from '../helpers/lenient-upstream.ts'
-import { FLY_ENV, TOKEN, configYaml, startHardened, watchLeaks } from './harness.ts'
+import { FLY_ENV, TOKEN, configYaml, startHardened, stubPools, watchLeaks } from './harness.ts'
 
 const sha = (b: Buffer | string): string => createHash('sha256').update(b).digest('hex')
 
@@ -215,6 +215,27 @@ t.test('a client that stops reading: the app is slowed down, nothing piles up in
   await s.sidecar.shutdown()
   await closeServer(server)
   await leaks.check('slow reader')
+})
+
+t.test('a replay fallback (fly-replay-failed) drops the failed pool Machine, body rules included', async (t) => {
+  const app = await startLenientUpstream()
+  t.teardown(() => app.close())
+  const pools = stubPools()
+  const s = await startHardened(t, { appUrl: `http://127.0.0.1:${app.port}`, pools })
+  const body = '{"components":[{"calls":[{"method":"process"}]}]}'
+  // The Livewire process() call of the motivating case: its rule needs the body. Fly sends the
+  // fallback back to this Machine with the same body; the tasker that failed must be forgotten.
+  for (const [p, init] of [
+    ['/livewire/update', { method: 'POST', headers: { 'content-type': 'application/json', 'fly-replay-failed': 'instance=tasker-1;app=demo;region=ams;replay_source=web-1;reason=timeout;elapsed_ms=30001' }, body }],
+    ['/reports/q', { headers: { 'fly-replay-failed': 'instance=tasker-2;app=demo;region=ams;replay_source=web-1;reason=no_candidate;elapsed_ms=3' } }],
+  ] as const) {
+    const res = await request(`http://127.0.0.1:${s.port}${p}`, init)
+    t.equal(res.statusCode, 200, `${p}: the fallback is served here`)
+    t.equal(res.headers['fly-replay'], undefined)
+    await res.body.dump()
+  }
+  t.strictSame(pools.failed, ['tasker/tasker-1', 'tasker/tasker-2'], 'both failed Machines were reported to the pool')
+  t.equal(app.requests.at(-2)?.sha256, sha(body), 'the fallback body reached the app untouched')
 })
 
 async function appServer (t: Test): Promise<{ port: number, close: () => Promise<void> }> {
