@@ -194,6 +194,16 @@ export function createRequestHandler (deps: HandlerDeps): {
     await decided(req, res, started, routing, rule, body.bytes)
   }
 
+  /**
+   * A replay fallback names the Machine that failed, not its pool, and the rule that sent the
+   * request there may need the body, which a fallback is not read for: every pool is told, and
+   * only the one holding that id drops it. (Fallbacks are rare: no need to precompute the names.)
+   */
+  function reportFallback (routing: Routing, header: string | string[] | undefined): void {
+    const failed = failedInstance(header)
+    if (failed !== undefined) for (const pool of Object.keys(routing.config.pools)) pools.reportFailed(pool, failed)
+  }
+
   function fail (req: IncomingMessage, res: ServerResponse, err: unknown): void {
     logger.error({ method: req.method, url: req.url, err }, 'request failed')
     if (!res.headersSent) answerError(res, new SidecarError('SIDECAR_ERR_SERVER_INTERNAL', [], { cause: err }))
@@ -209,11 +219,7 @@ export function createRequestHandler (deps: HandlerDeps): {
     if (!routing.onFly) return serveLocal(req, res, started, undefined, undefined, 'not-on-fly')
     if (headers['fly-replay-src'] !== undefined) return serveLocal(req, res, started, undefined, undefined, 'replayed')
     if (headers['fly-replay-failed'] !== undefined) {
-      // The header names the Machine that failed, not its pool, and the rule that sent the request
-      // there may need the body, which a fallback is not read for: every pool is told, and only
-      // the one holding that id drops it. (Fallbacks are rare: no need to precompute the names.)
-      const failed = failedInstance(headers['fly-replay-failed'])
-      if (failed !== undefined) for (const pool of Object.keys(routing.config.pools)) pools.reportFailed(pool, failed)
+      reportFallback(routing, headers['fly-replay-failed'])
       return serveLocal(req, res, started, undefined, undefined, 'fallback')
     }
     const m = matchHead(routing.rules, headOf(req))
@@ -229,6 +235,7 @@ export function createRequestHandler (deps: HandlerDeps): {
 
   function upgrade (req: IncomingMessage, socket: Duplex, head: Buffer): void {
     const routing = deps.routing()
+    if (routing.onFly) reportFallback(routing, req.headers['fly-replay-failed'])
     const origin = routing.config.app.url
     const local = (): void => {
       metrics?.decision('local', '', 0)

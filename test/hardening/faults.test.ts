@@ -15,7 +15,7 @@ import { createPoolMachines } from '../../src/machines/pool.ts'
 import { METADATA_POOL } from '../../src/machines/api-types.ts'
 import { closeServer, deadPort, listen } from '../helpers/net.ts'
 import { startLenientUpstream } from '../helpers/lenient-upstream.ts'
-import { FLY_ENV, TOKEN, configYaml, startHardened, stubPools, watchLeaks } from './harness.ts'
+import { FLY_ENV, TOKEN, configYaml, rawExchange, startHardened, stubPools, watchLeaks } from './harness.ts'
 
 const sha = (b: Buffer | string): string => createHash('sha256').update(b).digest('hex')
 
@@ -234,8 +234,11 @@ t.test('a replay fallback (fly-replay-failed) drops the failed pool Machine, bod
     t.equal(res.headers['fly-replay'], undefined)
     await res.body.dump()
   }
-  t.strictSame(pools.failed, ['tasker/tasker-1', 'tasker/tasker-2'], 'both failed Machines were reported to the pool')
-  t.equal(app.requests.at(-2)?.sha256, sha(body), 'the fallback body reached the app untouched')
+  // A WebSocket replay that fell back.
+  const ws = await rawExchange(s.port, ['GET /reports/live HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nFly-Replay-Failed: instance=tasker-3;reason=timeout\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n'], { waitMs: 300 })
+  t.notMatch(ws.data, /fly-replay:/i, 'the upgrade fallback is tunnelled here')
+  t.strictSame(pools.failed, ['tasker/tasker-1', 'tasker/tasker-2', 'tasker/tasker-3'], 'every failed Machine was reported to the pool')
+  t.equal(app.requests.find((r) => r.target === '/livewire/update')?.sha256, sha(body), 'the fallback body reached the app untouched')
 })
 
 async function appServer (t: Test): Promise<{ port: number, close: () => Promise<void> }> {
