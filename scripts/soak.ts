@@ -32,10 +32,10 @@ function arg (name: string, fallback: number): number {
 }
 const SECONDS = arg('seconds', 120)
 const CONNECTIONS = arg('connections', 64)
-/** Compared windows: the first and the last minute, or a third of a shorter run each. */
-const WINDOW_S = Math.round(Math.min(60, SECONDS / 3) * 10) / 10
 /** Not sampled: start-up allocations are not growth. */
 const WARMUP_S = Math.min(10, SECONDS / 10)
+/** Compared windows: the first and the last minute, or the two halves of what a shorter run sampled. */
+const WINDOW_S = Math.round(Math.min(60, (SECONDS - WARMUP_S) / 2) * 10) / 10
 const SAMPLE_MS = Math.max(500, Math.min(2_000, (SECONDS * 1000) / 40))
 
 const sha = (b: Buffer | string): string => createHash('sha256').update(b).digest('hex')
