@@ -56,8 +56,8 @@ function answerOnSocket (socket: Duplex, err: SidecarError): void {
 /**
  * Tunnels an upgrade request (from the server's 'upgrade' event) to `origin`: opens a TCP
  * connection, writes the request line and headers as received (x-forwarded-* added, every
- * Sec-WebSocket-* header and subprotocol untouched), then `head`, then pipes both ways until
- * either side closes; the other is then closed too. The app's answer (101 or a refusal) reaches
+ * Sec-WebSocket-* header and subprotocol untouched); once the app answers 101, writes `head`
+ * and pipes both ways until either side closes; the other is then closed too. The app's answer (101 or a refusal) reaches
  * the client byte for byte. Unreachable app → an HTTP 502 JSON answer on the socket.
  */
 export function tunnelUpgrade (req: IncomingMessage, socket: Duplex, head: Buffer, origin: string, options: TunnelOptions): void {
@@ -72,7 +72,7 @@ export function tunnelUpgrade (req: IncomingMessage, socket: Duplex, head: Buffe
   for (let i = 0; i < headers.length; i += 2) text += `${headers[i] as string}: ${headers[i + 1] as string}\r\n`
   text += '\r\n'
   // Header strings are latin1, as Node's parser read them.
-  const handshake = head.length > 0 ? Buffer.concat([Buffer.from(text, 'latin1'), head]) : Buffer.from(text, 'latin1')
+  const handshake = Buffer.from(text, 'latin1')
   const to = target(origin)
   const readyUntil = options.readyTimeoutMs ?? 0
   let clientClosed = false
@@ -127,6 +127,8 @@ export function tunnelUpgrade (req: IncomingMessage, socket: Duplex, head: Buffe
         socket.write(status)
         up.pipe(socket)
         if (SWITCHING_RE.test(status.subarray(0, eol === -1 ? status.length : eol).toString('latin1'))) {
+          // Bytes that came with the handshake (`head`) are the client's too: held until now.
+          if (head.length > 0) up.write(head)
           socket.pipe(up)
         } else {
           up.end()

@@ -203,7 +203,10 @@ export async function slowHeadersApp (delayMs: number): Promise<App> {
   return serve(server, requests)
 }
 
-/** A raw TCP app: reads one request head, answers exactly `response` bytes, then closes. */
+/**
+ * A raw TCP app: answers the first request head of each connection with exactly `response`
+ * bytes, then closes it; records every head it receives (bodies are not expected).
+ */
 export async function rawApp (response: string | Buffer): Promise<App & { heads: string[] }> {
   const heads: string[] = []
   const sockets = new Set<net.Socket>()
@@ -212,13 +215,17 @@ export async function rawApp (response: string | Buffer): Promise<App & { heads:
     socket.on('close', () => sockets.delete(socket))
     socket.on('error', () => {})
     let got = ''
+    let answered = false
     socket.on('data', (chunk: Buffer) => {
       got += chunk.toString('latin1')
-      const end = got.indexOf('\r\n\r\n')
-      if (end === -1) return
-      heads.push(got.slice(0, end))
-      got = ''
-      socket.end(response)
+      // Every head that arrives is recorded (also any sent after the first), one answer.
+      let end: number
+      while ((end = got.indexOf('\r\n\r\n')) !== -1) {
+        heads.push(got.slice(0, end))
+        got = got.slice(end + 4)
+        if (!answered) socket.end(response)
+        answered = true
+      }
     })
   })
   const port = await listen(server)

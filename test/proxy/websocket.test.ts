@@ -10,7 +10,7 @@ import { pino } from 'pino'
 import { WebSocket } from 'ws'
 import { tunnelUpgrade } from '../../src/proxy/websocket.ts'
 import { closeServer, deadPort, listen } from '../helpers/net.ts'
-import { patternBytes, sha256, websocketEchoApp } from '../helpers/apps.ts'
+import { patternBytes, rawApp, sha256, websocketEchoApp } from '../helpers/apps.ts'
 
 interface Proxy {
   readonly port: number
@@ -188,4 +188,25 @@ t.test('a refused connection is retried while the process is inside the ready wi
   ws.send('late but fine')
   t.same((await nextMessage(ws)).data.toString(), 'late but fine')
   ws.terminate()
+})
+
+t.test('bytes sent with a handshake the app refuses never reach the app (no request smuggled in head)', async (t) => {
+  const app = await rawApp('HTTP/1.1 403 Forbidden\r\ncontent-length: 2\r\n\r\nno')
+  t.teardown(() => app.close())
+  const proxy = await startProxy(t, app.url)
+  const answer = await new Promise<string>((resolve, reject) => {
+    const s = net.connect(proxy.port, '127.0.0.1')
+    const parts: Buffer[] = []
+    s.on('data', (c: Buffer) => parts.push(c))
+    s.on('error', reject)
+    s.on('close', () => { resolve(Buffer.concat(parts).toString('latin1')) })
+    // One write: the second request arrives as the upgrade's `head`.
+    s.write('GET /ws HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n' +
+      'GET /smuggled HTTP/1.1\r\nHost: x\r\nX-Forwarded-For: 6.6.6.6\r\n\r\n')
+    setTimeout(() => { s.destroy() }, 1500).unref()
+  })
+  t.equal(answer, 'HTTP/1.1 403 Forbidden\r\ncontent-length: 2\r\n\r\nno', 'the refusal, byte for byte')
+  await sleep(100)
+  t.equal(app.heads.length, 1, 'the app saw only the handshake')
+  t.match(app.heads[0], /^GET \/ws HTTP\/1\.1\r\n/)
 })
