@@ -53,6 +53,8 @@ export const codes = {
   SIDECAR_ERR_SERVER_INTERNAL: { status: 500, message: 'the sidecar failed to handle the request' },
   SIDECAR_ERR_SERVER_LISTEN: { message: 'cannot listen on %s' },
   SIDECAR_ERR_SERVER_BAD_REQUEST: { status: 400, message: 'bad request: %s' },
+  SIDECAR_ERR_SERVER_HEADERS_TOO_LARGE: { status: 431, message: 'the request line and headers are larger than %s bytes' },
+  SIDECAR_ERR_SERVER_HEADERS_TIMEOUT: { status: 408, message: 'the request headers did not arrive within %s ms' },
 
   // ── EMULATOR: the local Fly emulator (`dev`) ───────────────────────────────
   SIDECAR_ERR_EMULATOR_MACHINE_START: { message: 'emulated Machine %s did not start: %s' },

@@ -3,7 +3,7 @@
 // Bodies are never parsed by Fastify: a `*` content-type parser leaves the stream untouched.
 import Fastify, { type FastifyError, type FastifyInstance } from 'fastify'
 import http from 'node:http'
-import type { AddressInfo } from 'node:net'
+import type { AddressInfo, Socket } from 'node:net'
 import type { Logger } from 'pino'
 import { createRequestHandler, type Routing } from './request-handler.ts'
 import type { PoolMachines } from './machines/types.ts'
@@ -33,6 +33,27 @@ export interface ServerOptions {
 
 /** Node's own default, kept explicit: requestTimeout is 0 here, the headers still have a limit. */
 export const DEFAULT_HEADERS_TIMEOUT_MS = 60_000
+
+/**
+ * Answers what Node's HTTP parser refused (and the headers timeout) in the sidecar's JSON error
+ * shape, as docs/errors.md says, then closes the connection. Like Node's own handler, it writes
+ * nothing into a response that has already started.
+ */
+function answerClientError (err: Error & { code?: string, reason?: string }, socket: Socket, headersTimeoutMs: number): void {
+  if (err.code === 'ECONNRESET' || socket.destroyed) return
+  const error = err.code === 'ERR_HTTP_REQUEST_TIMEOUT'
+    ? new SidecarError('SIDECAR_ERR_SERVER_HEADERS_TIMEOUT', [headersTimeoutMs])
+    : err.code === 'HPE_HEADER_OVERFLOW'
+      ? new SidecarError('SIDECAR_ERR_SERVER_HEADERS_TOO_LARGE', [http.maxHeaderSize])
+      : new SidecarError('SIDECAR_ERR_SERVER_BAD_REQUEST', [err.reason ?? err.code ?? 'malformed request'])
+  const started = (socket as Socket & { _httpMessage?: { headersSent?: boolean } | null })._httpMessage?.headersSent === true
+  if (socket.writable && !started) {
+    const body = JSON.stringify(error.toJSON())
+    const status = error.status ?? 400
+    socket.write(`HTTP/1.1 ${status} ${http.STATUS_CODES[status] ?? ''}\r\ncontent-type: application/json; charset=utf-8\r\ncontent-length: ${Buffer.byteLength(body)}\r\ncache-control: no-store\r\nconnection: close\r\n\r\n${body}`)
+  }
+  socket.destroy()
+}
 
 export interface SidecarServer {
   readonly fastify: FastifyInstance
@@ -72,6 +93,7 @@ export function createServer (options: ServerOptions): SidecarServer {
     // Node checks the headers timeout on an interval (30 s by default): scale it with the timeout.
     http: { headersTimeout, connectionsCheckingInterval: Math.min(30_000, Math.max(50, Math.floor(headersTimeout / 4))) },
     keepAliveTimeout: 75_000,
+    clientErrorHandler: (err, socket) => { answerClientError(err, socket, headersTimeout) },
     return503OnClosing: true,
     forceCloseConnections: 'idle',
   })
