@@ -89,12 +89,13 @@ export async function openIdleStreams (base: string, n: number, batch = 100, wai
   let opened = 0
   let problem: string | null = null
   const openOne = (): Promise<boolean> => new Promise((resolve) => {
+    let arrived = false
     const req = http.get(`${base}${PATHS.hold}`, { agent: false }, (res) => {
       if (res.statusCode !== 200) { problem ??= `status ${res.statusCode}`; resolve(false); return }
-      res.once('data', () => { opened++; resolve(true) })
+      res.once('data', () => { arrived = true; opened++; req.setTimeout(0); resolve(true) })
       res.on('error', () => { /* destroyed by close() */ })
     })
-    req.setTimeout(waitMs, () => { problem ??= `no first bytes in ${waitMs} ms`; resolve(false) })
+    req.setTimeout(waitMs, () => { if (!arrived) { problem ??= `no first bytes in ${waitMs} ms`; resolve(false) } })
     req.on('error', (err) => { problem ??= err.message; resolve(false) })
     reqs.push(req)
   })
