@@ -39,7 +39,7 @@ function luaScript (req: WrkRequest): string {
     '  io.write(string.format(\'BENCHJSON {"requests":%d,"duration":%d,"bytes":%d,"socket":%d,"status":%d,"p50":%d,"p99":%d,"max":%d}\\n\',',
     '    summary.requests, summary.duration, summary.bytes, e.connect + e.read + e.write + e.timeout, e.status,',
     '    latency:percentile(50), latency:percentile(99), latency.max))',
-    'end',
+    'end'
   )
   return lines.join('\n') + '\n'
 }
