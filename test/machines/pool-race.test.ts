@@ -4,12 +4,20 @@
 // later lookup converges; a served extra is destroyed only after it stopped.
 import t from 'tap'
 import { startMachinesApi } from '../../src/emulator/machines-api.ts'
+import type { MachinesApi } from '../../src/emulator/machines-api.ts'
 import { byAge } from '../../src/machines/select.ts'
 import { loadMachinesSpec } from '../helpers/openapi.ts'
 import { APP, TOKEN, live, seedSelf, startPools, until } from '../fixtures/machines/setup.ts'
 
 const spec = loadMachinesSpec()
 const BASE = `/v1/apps/${APP}/machines`
+/** A lag no scheduling delay reaches: until catchUp(), lists never show a Machine created here. */
+const LAG_MS = 60_000
+
+/** The lagging list catches up: the pool's Machines look LAG_MS older (their order is kept). */
+function catchUp (api: MachinesApi): void {
+  for (const m of live(api)) m.created_at = new Date(Date.parse(m.created_at) - LAG_MS).toISOString()
+}
 
 t.test('both create; the re-list converges them on the oldest', async (t) => {
   const api = await startMachinesApi({ app: APP, token: TOKEN, createDelayMs: 60, listLagMs: 20 })
@@ -35,7 +43,9 @@ t.test('both create; the re-list converges them on the oldest', async (t) => {
 })
 
 t.test('a lagging list: each keeps its own at first, then converges; a served extra waits until stopped', async (t) => {
-  const api = await startMachinesApi({ app: APP, token: TOKEN, createDelayMs: 10, listLagMs: 150 })
+  // The lag is not raced against the wall clock: both creates stay out of every list until the
+  // test lets the list catch up, however slowly the two sidecars are scheduled.
+  const api = await startMachinesApi({ app: APP, token: TOKEN, createDelayMs: 10, listLagMs: LAG_MS })
   t.teardown(() => api.close())
   seedSelf(api, 'selfa000000001')
   seedSelf(api, 'selfb000000002')
@@ -46,8 +56,11 @@ t.test('a lagging list: each keeps its own at first, then converges; a served ex
   if (!pa.ok || !pb.ok) return
   t.not(pa.machineId, pb.machineId, 'split: the list did not show the other create yet')
   t.ok(api.calls.some((c) => c.method === 'GET' && c.path === `${BASE}/${pa.machineId}`), 'the list without its own create was checked with a get, not trusted')
+  t.ok(api.calls.some((c) => c.method === 'GET' && c.path === `${BASE}/${pb.machineId}`), 'so was the other\'s')
+  t.equal(api.calls.filter((c) => c.method === 'POST' && c.path === BASE).length, 2, 'the race happened: two creates')
   const [oldest, extra] = live(api).sort(byAge)
   if (oldest === undefined || extra === undefined) throw new Error('expected two Machines')
+  catchUp(api)
   // After expiry, the next picks refresh in the background and converge.
   await new Promise((resolve) => setTimeout(resolve, 200))
   await Promise.all([a.pools.pick('tasker'), b.pools.pick('tasker')])
