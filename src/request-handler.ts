@@ -16,6 +16,7 @@ import type { Forwarder } from './proxy/forward.ts'
 import { tunnelUpgrade } from './proxy/websocket.ts'
 import type { SidecarMetrics } from './metrics.ts'
 import { SidecarError } from './errors.ts'
+import { requestLogger } from './log.ts'
 
 export type DecisionKind = 'local' | 'replay' | 'elsewhere' | 'forward' | 'reject'
 
@@ -108,6 +109,7 @@ export function createRequestHandler (deps: HandlerDeps): {
   upgrade: (req: IncomingMessage, socket: Duplex, head: Buffer) => void
 } {
   const { logger, forwarder, pools, metrics } = deps
+  const requests = requestLogger(logger)
   const inspectTimeoutMs = deps.inspectBodyTimeoutMs ?? DEFAULT_INSPECT_BODY_TIMEOUT_MS
 
   function record (started: bigint, kind: DecisionKind, rule: string | undefined): void {
@@ -116,7 +118,7 @@ export function createRequestHandler (deps: HandlerDeps): {
 
   function serveLocal (req: IncomingMessage, res: ServerResponse, started: bigint, rule: string | undefined, prefix: Buffer | undefined, reason: string): void {
     record(started, 'local', rule)
-    logger.info({ method: req.method, url: req.url, decision: 'local', reason, rule }, 'request')
+    requests.info({ method: req.method, url: req.url, decision: 'local', reason, rule }, 'request')
     forwarder.forward(req, res, prefix === undefined ? undefined : { prefix })
   }
 
@@ -127,12 +129,12 @@ export function createRequestHandler (deps: HandlerDeps): {
     switch (d.kind) {
       case 'replay':
         record(started, 'replay', rule.name)
-        logger.info({ method: req.method, url: req.url, decision: 'replay', rule: rule.name, pool: pool.name, machine: d.machineId }, 'request')
+        requests.info({ method: req.method, url: req.url, decision: 'replay', rule: rule.name, pool: pool.name, machine: d.machineId }, 'request')
         answerReplay(res, d.header)
         return
       case 'forward': {
         record(started, 'forward', rule.name)
-        logger.info({ method: req.method, url: req.url, decision: 'forward', rule: rule.name, pool: pool.name, machine: d.machineId }, 'request')
+        requests.info({ method: req.method, url: req.url, decision: 'forward', rule: rule.name, pool: pool.name, machine: d.machineId }, 'request')
         const origin = routing.privateOrigin(d.machineId)
         forwarder.forward(req, res, prefix === undefined ? { origin } : { origin, prefix })
         return
@@ -160,7 +162,7 @@ export function createRequestHandler (deps: HandlerDeps): {
     if (r.kind === 'local') return serveLocal(req, res, started, rule?.name, prefix, r.reason)
     if (r.kind === 'elsewhere') {
       record(started, 'elsewhere', rule?.name)
-      logger.info({ method: req.method, url: req.url, decision: 'elsewhere', rule: rule?.name }, 'request')
+      requests.info({ method: req.method, url: req.url, decision: 'elsewhere', rule: rule?.name }, 'request')
       return answerReplay(res, r.header)
     }
     const pool = routing.config.pools[r.pool]

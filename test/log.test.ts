@@ -2,7 +2,8 @@
 // Authorization header, at whatever depth a log object carries them.
 import t from 'tap'
 import { Writable } from 'node:stream'
-import { createLogger } from '../src/log.ts'
+import { spawn } from 'node:child_process'
+import { createLogger, requestLogger } from '../src/log.ts'
 
 /** A destination that keeps every line, parsed. */
 function sink (): { stream: Writable, lines: Record<string, unknown>[], raw: () => string } {
@@ -81,4 +82,47 @@ t.test('errors keep their cause chain', async (t) => {
   t.equal(line.err.message, 'outer')
   t.equal(line.err.code, 'SIDECAR_ERR_X')
   t.equal(line.err.cause.message, 'inner')
+})
+
+t.test('the request logger writes the same line shape to the same stream, without redaction', async (t) => {
+  const s = sink()
+  const log = createLogger({ level: 'info', destination: s.stream })
+  const requests = requestLogger(log)
+  t.equal(requestLogger(log), requests, 'made once per logger')
+  requests.info({ method: 'GET', url: '/x?token=abc', decision: 'local', reason: 'no-rule' }, 'request')
+  requests.debug({ url: '/hidden' }, 'request')
+  log.info({ token: 'secret' }, 'other')
+  t.equal(s.lines.length, 2)
+  const [line, other] = s.lines as [Record<string, unknown>, Record<string, unknown>]
+  t.match(line, { level: 'info', method: 'GET', url: '/x?token=abc', decision: 'local', reason: 'no-rule', msg: 'request' })
+  t.strictSame(Object.keys(line).sort(), Object.keys({ ...other, method: 1, url: 1, decision: 1, reason: 1 }).filter((k) => k !== 'token').sort(), 'same base fields as the main logger')
+  t.equal(other.token, '[redacted]')
+})
+
+t.test('the request logger follows the level of its logger', async (t) => {
+  const s = sink()
+  const requests = requestLogger(createLogger({ level: 'warn', destination: s.stream }))
+  requests.info({ url: '/' }, 'request')
+  t.equal(s.lines.length, 0)
+})
+
+t.test('stdout is written asynchronously and flushed when the process exits', async (t) => {
+  // Lines still queued behind an in-flight write when process.exit() runs must not be lost.
+  const script = `
+    import { createLogger, requestLogger } from ${JSON.stringify(new URL('../src/log.ts', import.meta.url).href)}
+    const log = createLogger()
+    const requests = requestLogger(log)
+    for (let i = 0; i < 5000; i++) requests.info({ i, url: '/' + 'x'.repeat(100) }, 'request')
+    log.info('last')
+    process.exit(0)
+  `
+  const child = spawn(process.execPath, ['--input-type=module', '-e', script], { stdio: ['ignore', 'pipe', 'inherit'] })
+  const chunks: Buffer[] = []
+  child.stdout.on('data', (c: Buffer) => chunks.push(c))
+  const code = await new Promise((resolve) => child.on('close', resolve))
+  t.equal(code, 0)
+  const lines = Buffer.concat(chunks).toString().split('\n').filter((l) => l !== '').map((l) => JSON.parse(l) as { i?: number, msg: string })
+  t.equal(lines.length, 5001, 'every line arrived, whole')
+  t.ok(lines.slice(0, 5000).every((l, i) => l.i === i), 'in order')
+  t.equal(lines[5000]?.msg, 'last')
 })
