@@ -1,7 +1,7 @@
 // Child processes of the benchmark: pinned spawning, readiness polling, stopping, and the CPU time
 // and memory figures read from /proc.
 import { spawn, execFileSync, type ChildProcess } from 'node:child_process'
-import { openSync, closeSync, readFileSync, readdirSync } from 'node:fs'
+import { createWriteStream, readFileSync, readdirSync } from 'node:fs'
 import net from 'node:net'
 import http from 'node:http'
 import { setTimeout as sleep } from 'node:timers/promises'
@@ -37,7 +37,7 @@ export function pinSelf (cpu: string): boolean {
   return false
 }
 
-/** A started child whose output goes to a log file (a pipe nobody drains would stall it). */
+/** A started child whose output the benchmark copies into a log file. */
 export interface Child {
   readonly name: string
   readonly proc: ChildProcess
@@ -48,20 +48,27 @@ export interface Child {
 
 /**
  * Spawns `cmd args` pinned to `cpu` (taskset execs the command, so the pid is the command's own).
+ * Its stdout and stderr are pipes that this process (on the load generator's CPU) copies into
+ * the log file, as on a Fly Machine, where the init process reads the entrypoint's output from a
+ * pipe: an append to a file on the proxy's own CPU would charge it for the file system's work
+ * (an ext4 inode update per write), which production never pays.
  */
 export function spawnPinned (name: string, cpu: string | null, cmd: string, args: readonly string[], opts: {
   env?: NodeJS.ProcessEnv
   cwd?: string
   log: string
 }): Child {
-  const fd = openSync(opts.log, 'a')
   const [file, argv] = cpu === null ? [cmd, [...args]] : ['taskset', ['-c', cpu, cmd, ...args]]
   const proc = spawn(file, argv, {
     env: opts.env ?? process.env,
     cwd: opts.cwd ?? process.cwd(),
-    stdio: ['ignore', fd, fd],
+    stdio: ['ignore', 'pipe', 'pipe'],
   })
-  closeSync(fd)
+  const out = createWriteStream(opts.log, { flags: 'a' })
+  let open = 2
+  const done = (): void => { if (--open === 0) out.end() }
+  proc.stdout?.on('end', done).pipe(out, { end: false })
+  proc.stderr?.on('end', done).pipe(out, { end: false })
   if (proc.pid === undefined) throw new Error(`${name}: could not spawn ${cmd}`)
   const child: Child = { name, proc, pid: proc.pid, log: opts.log, exited: false }
   proc.on('exit', () => { child.exited = true })
