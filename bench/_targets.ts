@@ -168,10 +168,11 @@ export function sidecarAvailable (): boolean {
  * TypeScript stripping or module resolution at start-up), built into `dir`. Resolves with the
  * entry file.
  */
-export async function buildSidecarBundle (dir: string): Promise<string> {
-  const { bundle } = await import('../scripts/bundle.ts')
+/** Builds the bundle; the sidecar then runs as its launcher runs it: `node NODE_FLAGS entry`. */
+export async function buildSidecarBundle (dir: string): Promise<{ entry: string, nodeFlags: readonly string[] }> {
+  const { bundle, NODE_FLAGS } = await import('../scripts/bundle.ts')
   const r = await bundle({ outDir: join(dir, 'bundle') })
-  return r.entry
+  return { entry: r.entry, nodeFlags: NODE_FLAGS }
 }
 
 /**

@@ -31,6 +31,7 @@ const USAGE = `usage: npm run bench -- [--quick] [--rounds N] [--duration S] [--
   --cases       which cases to run: get64,get1,post64,big,streams,replay,inspect,rules100 (default all)
   --cpu-prof    run the sidecar with --cpu-prof; profiles land in bench/.out/prof/
   --sidecar-src run the sidecar from src/cli.ts instead of the production bundle (scripts/bundle.ts)
+  --node-args   extra Node/V8 flags for the sidecar, e.g. "--max-semi-space-size=4" (tuning experiments)
   --keep        keep the temp dir with configs and logs`
 
 const { values: args } = parseArgs({
@@ -44,6 +45,7 @@ const { values: args } = parseArgs({
     'no-write': { type: 'boolean', default: false },
     'cpu-prof': { type: 'boolean', default: false },
     'sidecar-src': { type: 'boolean', default: false },
+    'node-args': { type: 'string' },
     keep: { type: 'boolean', default: false },
     help: { type: 'boolean', default: false },
   },
@@ -142,19 +144,27 @@ async function main (): Promise<void> {
     if (!sidecarAvailable()) status.sidecar = 'src/cli.ts does not exist yet'
     else {
       const profDir = join(outDir, 'prof')
-      const nodeArgs = args['cpu-prof'] ? ['--cpu-prof', `--cpu-prof-dir=${profDir}`] : []
       let entry = SIDECAR_SRC
+      let launcherFlags: readonly string[] = []
       if (!args['sidecar-src']) {
         try {
-          entry = await buildSidecarBundle(dir)
-          sidecarForm = 'the production bundle (scripts/bundle.ts)'
+          const built = await buildSidecarBundle(dir)
+          entry = built.entry
+          launcherFlags = built.nodeFlags
+          sidecarForm = `the production bundle (scripts/bundle.ts) with its launcher's flags (${launcherFlags.join(' ')})`
         } catch (err) {
           sidecarForm = 'src/cli.ts (the bundle did not build)'
           notes.push(`the sidecar bundle did not build, so the sidecar ran from src/cli.ts: ${(err as Error).message.split('\n')[0] ?? ''}`)
         }
       }
+      // --node-args come after the launcher's flags: V8 takes the last value of a flag.
+      const nodeArgs = [
+        ...launcherFlags,
+        ...(args['node-args'] ?? '').split(/\s+/).filter((a) => a !== ''),
+        ...(args['cpu-prof'] ? ['--cpu-prof', `--cpu-prof-dir=${profDir}`] : []),
+      ]
       await tryStart('sidecar', () => startSidecar({ name: 'sidecar', dir, cpu: serverCpu, appPort: app.port, config: SIDECAR_CONFIG, apiUrl: api.url, entry, nodeArgs }))
-      await tryStart('sidecar-100', () => startSidecar({ name: 'sidecar-100', dir, cpu: serverCpu, appPort: app.port, config: writeHundredRulesConfig(dir), apiUrl: api.url, entry }))
+      await tryStart('sidecar-100', () => startSidecar({ name: 'sidecar-100', dir, cpu: serverCpu, appPort: app.port, config: writeHundredRulesConfig(dir), apiUrl: api.url, entry, nodeArgs: nodeArgs.filter((a) => !a.startsWith('--cpu-prof')) }))
     }
   }
   log(`started: ${Object.keys(targets).join(', ')}${Object.keys(status).length > 0 ? `; not started: ${JSON.stringify(status)}` : ''}`)
@@ -321,7 +331,7 @@ async function main (): Promise<void> {
     `Parameters: ${params.rounds} interleaved round${params.rounds === 1 ? '' : 's'} × ${params.durationS} s per case and target after ${params.warmupS} s warm-up; wrk -t1 -c${c} (-c1 for the 1-connection and 16 MiB cases); ` +
       `streams ${params.streams} × ${params.streamChunks} chunks every ${params.streamIntervalMs} ms; ${params.idleStreams} idle streams; ` +
       (pin !== null ? `wrk and the stream clients pinned to CPU ${pin.load}, proxy and app to CPU ${pin.server} (taskset)` : 'NOT pinned (fewer than 2 CPUs or no taskset)') +
-      `; nginx: 1 worker, proxy_buffering off, proxy_request_buffering off, keep-alive upstream; http-proxy: Fastify + @fastify/http-proxy defaults; sidecar: ${sidecarForm} with bench/config/sidecar.yaml (1 Livewire body rule, metrics off, log level ${process.env.LOG_LEVEL ?? 'info'}).`,
+      `; nginx: 1 worker, proxy_buffering off, proxy_request_buffering off, keep-alive upstream; http-proxy: Fastify + @fastify/http-proxy defaults; sidecar: ${sidecarForm}${args['node-args'] !== undefined && args['node-args'].trim() !== '' ? ` run with \`${args['node-args'].trim()}\`` : ''} with bench/config/sidecar.yaml (1 Livewire body rule, metrics off, log level ${process.env.LOG_LEVEL ?? 'info'}).`,
     'Cells: best / median ±spread over rounds (spread = (max − min) / median); ratios compare best rounds. ↑ higher is better, ↓ lower. ' +
       'CPU is the proxy process\'s own user+system time (nginx: its worker; direct: the app) from /proc/<pid>/stat. Stream delays are receive time minus the app\'s send stamp (CLOCK_MONOTONIC); peer columns show the difference.',
   ]

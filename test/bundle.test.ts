@@ -4,12 +4,12 @@
 import t from 'tap'
 import http from 'node:http'
 import { spawn, type ChildProcess } from 'node:child_process'
-import { existsSync } from 'node:fs'
+import { existsSync, readFileSync } from 'node:fs'
 import { mkdtemp, readFile, readdir, rm, writeFile } from 'node:fs/promises'
 import os from 'node:os'
 import path from 'node:path'
 import { createInterface } from 'node:readline'
-import { bundle, BUNDLE_ENTRY, BUNDLE_LAUNCHER, BUNDLE_LICENSES, BUNDLE_NODE } from '../scripts/bundle.ts'
+import { bundle, BUNDLE_ENTRY, BUNDLE_LAUNCHER, BUNDLE_LICENSES, BUNDLE_NODE, NODE_FLAGS } from '../scripts/bundle.ts'
 import { echoApp, sha256 } from './helpers/apps.ts'
 
 const repo = path.resolve(import.meta.dirname, '..')
@@ -140,6 +140,10 @@ t.test('the bundle runs without the repository or node_modules', async (t) => {
   const seen = app.requests[0]
   t.strictSame([app.requests.length, seen?.method, seen?.url, seen?.headers['x-forwarded-for'], seen?.sha256], [1, 'POST', '/reports/q3?x=1', '127.0.0.1', sha256(Buffer.from('hello bundle'))])
 
+  // The launcher execs node with its V8 flags: the process is node itself, flags before the entry.
+  const cmdline = readFileSync(`/proc/${child.pid}/cmdline`, 'utf8').split('\0').filter((a) => a !== '')
+  t.strictSame(cmdline.slice(0, 2 + NODE_FLAGS.length), [built.node, ...NODE_FLAGS, built.entry])
+
   const health = await request(port, 'GET', '/_sidecar/health')
   t.equal(health.status, 200)
   t.equal((JSON.parse(health.body) as { status: string }).status, 'ok')
@@ -154,4 +158,12 @@ t.test('the bundle runs without the repository or node_modules', async (t) => {
   exited = Promise.resolve(code)
   t.equal(code, 0, `exits cleanly on SIGTERM; stderr: ${stderr}`)
   t.equal(stderr, '')
+
+  // SIDECAR_NODE_FLAGS replaces the launcher's V8 flags; empty means V8's defaults.
+  const bad = await runToEnd(built.launcher, ['--version'], { cwd: dir, env: { ...env, SIDECAR_NODE_FLAGS: '--no-such-v8-flag' } })
+  t.not(bad.code, 0)
+  t.match(bad.stderr, '--no-such-v8-flag', 'node was given the flag and refused it')
+  const none = await runToEnd(built.launcher, ['--version'], { cwd: dir, env: { ...env, SIDECAR_NODE_FLAGS: '' } })
+  t.equal(none.code, 0, none.stderr)
+  t.match(none.stdout, /^\d+\.\d+\.\d+/)
 })
