@@ -152,6 +152,31 @@ t.test('on an app Machine', async (t) => {
     t.equal(res.headers['fly-replay'], undefined)
   })
 
+  t.test('the health check answers with a query string too; other methods on its path follow the rules', async (t) => {
+    const res = await request(url(s, '/_sidecar/health?from=fly'))
+    t.equal(res.statusCode, 200)
+    t.equal((await res.body.json() as { status: string }).status, 'ok')
+    const post = await request(url(s, '/_sidecar/health'), { method: 'POST', body: 'x' })
+    t.equal(post.statusCode, 307)
+    t.equal(post.headers['fly-replay'], 'instance=tasker-1;timeout=45s;fallback=prefer_self;state=health-shadow')
+    await post.body.dump()
+  })
+
+  t.test('paths reach the app exactly as received, even ones a router would reject', async (t) => {
+    // A raw socket: an HTTP client library would resolve the dot segments itself.
+    for (const path of ['/a/%zz/../b//c/?x=%', '/%E0%A4%A', '/a;b=c/%2F/', '//double//slashes//']) {
+      const answer = await new Promise<string>((resolve, reject) => {
+        const sock = net.connect(s.address.port, '127.0.0.1', () => { sock.write(`GET ${path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n`) })
+        let data = ''
+        sock.on('data', (c) => { data += c.toString() })
+        sock.on('end', () => { resolve(data) })
+        sock.on('error', reject)
+      })
+      t.match(answer, /^HTTP\/1\.1 200 OK\r\n/, path)
+      t.equal((JSON.parse(/\{"url".*\}/.exec(answer)?.[0] ?? '{}') as { url?: string }).url, path)
+    }
+  })
+
   t.test('a WebSocket upgrade for a pool path is answered with fly-replay on the socket', async (t) => {
     const answer = await new Promise<string>((resolve, reject) => {
       const sock = net.connect(s.address.port, '127.0.0.1', () => {
