@@ -4,6 +4,7 @@ import type { IncomingHttpHeaders } from 'node:http'
 import type { Condition, RuleConfig, Scalar } from '../config/types.ts'
 import { parseSelector, type SelectorStep } from '../config/load.ts'
 import { SidecarError } from '../errors.ts'
+import { compileNeedles, type BodyNeedles } from './prefilter.ts'
 
 /** What rules see of a request before its body. */
 export interface RequestHead {
@@ -58,6 +59,8 @@ export interface CompiledRule {
   readonly query: readonly TextCheck[]
   readonly json: readonly JsonCheck[]
   readonly form: readonly TextCheck[]
+  /** Byte strings the raw body must hold for the body conditions to hold; undefined: none known. */
+  readonly needles: BodyNeedles | undefined
   /** The HeadMatch answering "this rule, decided on the head": built once, returned as is. */
   readonly done: { readonly kind: 'done', readonly rule: CompiledRule }
 }
@@ -93,8 +96,10 @@ export function compileRules (rules: readonly RuleConfig[], options: CompileOpti
 function compileRule (rule: RuleConfig): CompiledRule {
   try {
     const m = rule.match
-    const json = entries(m.json).map(([selector, c]) => compileJson(selector, c))
-    const form = entries(m.form).map(([key, c]) => compileText(key, c))
+    const jsonEntries = entries(m.json)
+    const formEntries = entries(m.form)
+    const json = jsonEntries.map(([selector, c]) => compileJson(selector, c))
+    const form = formEntries.map(([key, c]) => compileText(key, c))
     const compiled: { -readonly [K in keyof CompiledRule]: CompiledRule[K] } = {
       name: rule.name,
       to: rule.to,
@@ -106,6 +111,7 @@ function compileRule (rule: RuleConfig): CompiledRule {
       query: entries(m.query).map(([key, c]) => compileText(key, c)),
       json,
       form,
+      needles: json.length + form.length > 0 ? compileNeedles(jsonEntries, formEntries) : undefined,
       done: undefined as never,
     }
     compiled.done = Object.freeze({ kind: 'done', rule: compiled })

@@ -3,7 +3,9 @@
 import type { IncomingHttpHeaders } from 'node:http'
 import type { SelectorStep } from '../config/load.ts'
 import type { CompiledRule, CompiledRules, JsonCheck, RequestHead, TextCheck } from './compile.ts'
-import { mediaKind, type ParsedBody } from '../body/parse.ts'
+import type { BufferedBody } from '../body/inspect.ts'
+import { mediaKind, parseBody, type ParsedBody } from '../body/parse.ts'
+import { mayMatch, newBodyScan, type BodyScan } from './prefilter.ts'
 import { parseUrlEncoded } from './urlencoded.ts'
 
 export type HeadMatch =
@@ -53,6 +55,23 @@ export function matchHead (rules: CompiledRules, head: RequestHead): HeadMatch {
 /** The first candidate whose body conditions hold (a rule without body conditions always holds). */
 export function matchBody (candidates: readonly CompiledRule[], body: ParsedBody): CompiledRule | undefined {
   for (const rule of candidates) if (bodyFailure(rule, body) === undefined) return rule
+  return undefined
+}
+
+/**
+ * matchBody(candidates, parseBody(contentType, body)), the same answer for every input, but a
+ * body is parsed only when a candidate's needles (src/rules/prefilter.ts) say it may match: a
+ * body no body rule can match is only searched, never decoded.
+ */
+export function matchBodyRules (candidates: readonly CompiledRule[], contentType: string | undefined, body: BufferedBody): CompiledRule | undefined {
+  let parsed: ParsedBody | undefined
+  let scan: BodyScan | undefined
+  for (const rule of candidates) {
+    if (rule.bodyKind === null) return rule
+    if (rule.needles !== undefined && !mayMatch(rule.needles, body.bytes, scan ??= newBodyScan())) continue
+    parsed ??= parseBody(contentType, body)
+    if (bodyFailure(rule, parsed) === undefined) return rule
+  }
   return undefined
 }
 
