@@ -7,9 +7,8 @@ import type { Duplex } from 'node:stream'
 import type { Logger } from 'pino'
 import type { Config, PoolConfig } from './config/types.ts'
 import { compileRules, type CompiledRule, type CompiledRules, type RequestHead } from './rules/compile.ts'
-import { matchBody, matchHead } from './rules/match.ts'
+import { matchBodyRules, matchHead } from './rules/match.ts'
 import { readBodyPrefix, type BufferedBody } from './body/inspect.ts'
-import { parseBody } from './body/parse.ts'
 import { decidePool, formatDuration, isReplayable, needsPick, route } from './decision/decide.ts'
 import type { PoolMachines } from './machines/types.ts'
 import type { Forwarder } from './proxy/forward.ts'
@@ -192,7 +191,7 @@ export function createRequestHandler (deps: HandlerDeps): {
       return
     }
     metrics?.bodyInspected(body.bytes.length)
-    const rule = matchBody(candidates, parseBody(req.headers['content-type'], body))
+    const rule = matchBodyRules(candidates, req.headers['content-type'], body)
     await decided(req, res, started, routing, rule, body.bytes)
   }
 
