@@ -1,5 +1,6 @@
 // Safe JSON / form parsing of the buffered copy of a request body, for body rules. Anything
 // doubtful is 'none' (the rule does not match, the request goes on untouched), never an error.
+import { isUtf8 } from 'node:buffer'
 import type { BufferedBody } from './inspect.ts'
 import { parseUrlEncoded } from '../rules/urlencoded.ts'
 
@@ -14,10 +15,6 @@ export const MAX_JSON_DEPTH = 64
 
 /** Keys that mean an attempt at prototype pollution (of the app, if not of us): never inspected. */
 const FORBIDDEN_KEYS: ReadonlySet<string> = new Set(['__proto__', 'constructor', 'prototype'])
-
-// Fatal: invalid UTF-8 throws instead of becoming U+FFFD. Each decode() call without
-// { stream: true } starts from a fresh state, so one decoder serves every request.
-const UTF8 = new TextDecoder('utf-8', { fatal: true })
 
 const NONE: ParsedBody = Object.freeze({ kind: 'none' })
 
@@ -57,12 +54,8 @@ export function parseBody (contentType: string | undefined, body: BufferedBody):
   if (!body.complete) return NONE
   const kind = mediaKind(contentType)
   if (kind === null) return NONE
-  let text: string
-  try {
-    text = UTF8.decode(body.bytes)
-  } catch {
-    return NONE
-  }
+  const text = utf8Text(body.bytes)
+  if (text === undefined) return NONE
   if (kind === 'form') {
     const fields = parseUrlEncoded(text, true)
     if (fields === undefined) return NONE
@@ -70,7 +63,7 @@ export function parseBody (contentType: string | undefined, body: BufferedBody):
     return { kind: 'form', value: fields }
   }
   // Checked before JSON.parse so a hostile `[[[[…` never becomes a million nested arrays.
-  if (!depthWithin(text, MAX_JSON_DEPTH)) return NONE
+  if (countOpeners(body.bytes, MAX_JSON_DEPTH + 1) > MAX_JSON_DEPTH && !depthWithin(body.bytes, MAX_JSON_DEPTH)) return NONE
   let value: unknown
   try {
     value = JSON.parse(text)
@@ -80,24 +73,91 @@ export function parseBody (contentType: string | undefined, body: BufferedBody):
   return hasForbiddenKey(value) ? NONE : { kind: 'json', value }
 }
 
-/** Nesting of `[`/`{` outside strings never exceeds `max` (the JSON itself may still be invalid). */
-function depthWithin (text: string, max: number): boolean {
+/**
+ * The text of strict UTF-8 bytes (what a fatal TextDecoder gives: a leading byte order mark
+ * dropped), or undefined when they are not UTF-8. isUtf8 and toString are native and, together,
+ * no slower than the decoder, which also costs an exception on invalid input.
+ */
+function utf8Text (bytes: Buffer): string | undefined {
+  if (!isUtf8(bytes)) return undefined
+  const bom = bytes.length >= 3 && bytes[0] === 0xef && bytes[1] === 0xbb && bytes[2] === 0xbf
+  return bytes.toString('utf8', bom ? 3 : 0)
+}
+
+const OPEN_BRACKET = 0x5b
+const OPEN_BRACE = 0x7b
+
+/**
+ * `[` and `{` bytes anywhere (in strings too), counting stops at `stop`. Nesting never exceeds
+ * it, so a body with at most MAX_JSON_DEPTH of them needs no depth scan; native searches make
+ * this far cheaper than the scan for the usual body, whose few brackets sit among long strings.
+ */
+function countOpeners (bytes: Buffer, stop: number): number {
+  let n = 0
+  for (let i = bytes.indexOf(OPEN_BRACKET); i !== -1 && n < stop; i = bytes.indexOf(OPEN_BRACKET, i + 1)) n++
+  for (let i = bytes.indexOf(OPEN_BRACE); i !== -1 && n < stop; i = bytes.indexOf(OPEN_BRACE, i + 1)) n++
+  return n
+}
+
+const QUOTE = 0x22
+const BACKSLASH = 0x5c
+
+/**
+ * Nesting of `[`/`{` outside strings never exceeds `max` (the JSON itself may still be invalid).
+ * Reads the UTF-8 bytes: every byte of a multi-byte character is >= 0x80, never one of `"\\[]{}`,
+ * so the bytes give the answer the characters would (a BOM is three such bytes). Strings are
+ * skipped by stringEnd; the rest, punctuation, numbers and literals, is read a byte at a time.
+ */
+function depthWithin (bytes: Buffer, max: number): boolean {
   let depth = 0
-  let inString = false
-  for (let i = 0; i < text.length; i++) {
-    const c = text.charCodeAt(i)
-    if (inString) {
-      if (c === 0x5c) i++ // backslash: skip the escaped character
-      else if (c === 0x22) inString = false
-    } else if (c === 0x22) {
-      inString = true
-    } else if (c === 0x5b || c === 0x7b) {
+  for (let i = 0; i < bytes.length; i++) {
+    const c = bytes[i]
+    if (c === QUOTE) {
+      i = stringEnd(bytes, i + 1)
+      if (i === -1) return true // unterminated: invalid JSON, JSON.parse says so
+    } else if (c === OPEN_BRACKET || c === OPEN_BRACE) {
       if (++depth > max) return false
     } else if (c === 0x5d || c === 0x7d) {
       depth--
     }
   }
   return true
+}
+
+/** Bytes of a string read one at a time before a native search takes over (keys are short). */
+const SHORT_STRING = 32
+/** Escaped quotes the native search may stop at before the string is read a byte at a time. */
+const MAX_ESCAPED_QUOTES = 8
+
+/**
+ * Where the string whose text starts at `from` ends (its closing quote), or -1. A long string is
+ * skipped with a native search for `"`: the quote found closes it unless an odd run of
+ * backslashes precedes it (escapes are read from the first backslash of a run). A string dense
+ * with `\"` (JSON inside JSON) would stop that search at every one: after a few, the rest is read
+ * a byte at a time again. Every switch happens at an escape boundary.
+ */
+function stringEnd (bytes: Buffer, from: number): number {
+  let i = from
+  for (const near = Math.min(bytes.length, from + SHORT_STRING); i < near; i++) {
+    const c = bytes[i]
+    if (c === BACKSLASH) i++
+    else if (c === QUOTE) return i
+  }
+  let misses = 0
+  for (let q = bytes.indexOf(QUOTE, i); q !== -1; q = bytes.indexOf(QUOTE, q + 1)) {
+    let b = q - 1
+    while (b >= i && bytes[b] === BACKSLASH) b--
+    if ((q - 1 - b) % 2 === 0) return q
+    i = q + 1
+    if (++misses > MAX_ESCAPED_QUOTES) break
+  }
+  if (misses <= MAX_ESCAPED_QUOTES) return -1
+  for (; i < bytes.length; i++) {
+    const c = bytes[i]
+    if (c === BACKSLASH) i++
+    else if (c === QUOTE) return i
+  }
+  return -1
 }
 
 /** Walks the parsed value without recursion (its depth is already bounded). */

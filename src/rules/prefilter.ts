@@ -11,9 +11,21 @@ import type { Condition, Scalar } from '../config/types.ts'
 export interface BodyNeedles {
   /** json: the needles are JSON text; form: `name=value` as sent. */
   readonly kind: 'json' | 'form'
-  readonly sets: readonly (readonly Buffer[])[]
+  readonly sets: readonly (readonly Needle[])[]
   /** Some JSON needle contains `/`, which a `\/` escape could also stand for. */
   readonly slash: boolean
+}
+
+/**
+ * A byte string searched for by its `core` (the value without the quotes or `name=` around it):
+ * native search is slow when the first byte of the pattern is frequent, and `"` and field names
+ * are; each hit of the core is then checked for the whole needle around it.
+ */
+export interface Needle {
+  readonly full: Buffer
+  readonly core: Buffer
+  /** Where core starts in full. */
+  readonly coreAt: number
 }
 
 /**
@@ -46,23 +58,38 @@ const PLUS = 0x2b
  * raw bytes. A body that is not JSON (or not a form) fails such a rule anyway.
  */
 export function mayMatch (needles: BodyNeedles, bytes: Buffer, scan: BodyScan): boolean {
-  if (needles.kind === 'json') {
-    scan.uEscape ??= hasEscape(bytes, BACKSLASH_U)
-    if (scan.uEscape) return true
-    if (needles.slash) {
-      scan.slashEscape ??= hasEscape(bytes, BACKSLASH_SLASH)
-      if (scan.slashEscape) return true
-    }
-  } else {
-    scan.formEncoded ??= bytes.includes(PERCENT) || bytes.includes(PLUS)
-    if (scan.formEncoded) return true
-  }
-  for (const set of needles.sets) if (!anyIn(bytes, set)) return false
+  for (const set of needles.sets) if (!anyIn(bytes, set)) return mayBeSpelledOtherwise(needles, bytes, scan)
   return true
 }
 
-function anyIn (bytes: Buffer, set: readonly Buffer[]): boolean {
-  for (const needle of set) if (bytes.includes(needle)) return true
+/** Checked only once a needle is missing: a body a rule may match needs no such scan. */
+function mayBeSpelledOtherwise (needles: BodyNeedles, bytes: Buffer, scan: BodyScan): boolean {
+  if (needles.kind === 'form') {
+    scan.formEncoded ??= bytes.includes(PERCENT) || bytes.includes(PLUS)
+    return scan.formEncoded
+  }
+  scan.uEscape ??= hasEscape(bytes, BACKSLASH_U)
+  if (scan.uEscape || !needles.slash) return scan.uEscape
+  scan.slashEscape ??= hasEscape(bytes, BACKSLASH_SLASH)
+  return scan.slashEscape
+}
+
+function anyIn (bytes: Buffer, set: readonly Needle[]): boolean {
+  for (const needle of set) if (holds(bytes, needle)) return true
+  return false
+}
+
+/** A core found this often without the rest around it is common: search the whole needle. */
+const MAX_CORE_MISSES = 8
+
+function holds (bytes: Buffer, { full, core, coreAt }: Needle): boolean {
+  let misses = 0
+  for (let i = bytes.indexOf(core); i !== -1; i = bytes.indexOf(core, i + 1)) {
+    const start = i - coreAt
+    const end = start + full.length
+    if (start >= 0 && end <= bytes.length && bytes.compare(full, 0, full.length, start, end) === 0) return true
+    if (++misses > MAX_CORE_MISSES) return bytes.includes(full, Math.max(0, i + 1 - coreAt))
+  }
   return false
 }
 
@@ -88,16 +115,31 @@ function hasEscape (bytes: Buffer, pair: Buffer): boolean {
  */
 export function compileNeedles (json: ReadonlyArray<readonly [string, Condition]>, form: ReadonlyArray<readonly [string, Condition]>): BodyNeedles | undefined {
   const kind = json.length > 0 ? 'json' : 'form'
-  const sets: Buffer[][] = []
+  const sets: Needle[][] = []
   let slash = false
   for (const [key, c] of kind === 'json' ? json : form) {
     const texts = kind === 'json' ? jsonNeedles(c) : formNeedles(key, c)
     if (texts === undefined) continue
-    if (kind === 'json' && texts.some((s) => s.includes('/'))) slash = true
-    sets.push(texts.map((s) => Buffer.from(s, 'utf8')))
+    if (kind === 'json' && texts.some(([, core]) => core.includes('/'))) slash = true
+    sets.push(texts.map(([before, core, after]) => needle(before, core, after)))
   }
   if (sets.length === 0) return undefined
   return Object.freeze({ kind, sets: Object.freeze(sets.map((s) => Object.freeze(s))), slash })
+}
+
+/** The needle before + core + after, searched by its core unless that is empty. */
+function needle (before: string, core: string, after: string): Needle {
+  const full = Buffer.from(before + core + after, 'utf8')
+  if (core === '') return Object.freeze({ full, core: full, coreAt: 0 })
+  return Object.freeze({ full, core: Buffer.from(core, 'utf8'), coreAt: Buffer.byteLength(before, 'utf8') })
+}
+
+/** Needles as [before, core, after]. */
+type Parts = [string, string, string]
+
+/** A JSON string literal as JSON.stringify writes it, its quotes apart. */
+function literal (s: string): Parts {
+  return ['"', JSON.stringify(s).slice(1, -1), '"']
 }
 
 /**
@@ -105,14 +147,18 @@ export function compileNeedles (json: ReadonlyArray<readonly [string, Condition]
  * it), prefix; not exists or matches. A string that is not well-formed UTF-16 yields none (a
  * prefix ending in half a surrogate pair is found in the body only with its other half).
  */
-function jsonNeedles (c: Condition): string[] | undefined {
+function jsonNeedles (c: Condition): Parts[] | undefined {
   switch (c.kind) {
     case 'equals':
-      return typeof c.value === 'string' && wellFormed(c.value) ? [JSON.stringify(c.value)] : undefined
+      return typeof c.value === 'string' && wellFormed(c.value) ? [literal(c.value)] : undefined
     case 'in':
-      return c.values.length > 0 && allStrings(c.values) ? c.values.map((v) => JSON.stringify(v)) : undefined
-    case 'prefix':
-      return wellFormed(c.value) ? [JSON.stringify(c.value).slice(0, -1)] : undefined
+      return c.values.length > 0 && allStrings(c.values) ? c.values.map(literal) : undefined
+    case 'prefix': {
+      // The empty prefix holds for every string: its needle `"` would find nearly every body.
+      if (c.value === '' || !wellFormed(c.value)) return undefined
+      const [before, core] = literal(c.value)
+      return [[before, core, '']]
+    }
     case 'matches':
     case 'exists':
       return undefined
@@ -135,30 +181,28 @@ function wellFormed (s: string): boolean {
  * first `=`. The empty value needs no `=` (a bare `key`), so it yields no needle; nor does null,
  * which no text equals. Other scalars compare as their text, as compileText does.
  */
-function formNeedles (key: string, c: Condition): string[] | undefined {
-  const needle = (value: string): string | undefined => {
-    const s = `${key}=${value}`
-    return value !== '' && wellFormed(s) ? s : undefined
-  }
+function formNeedles (key: string, c: Condition): Parts[] | undefined {
+  const field = (value: string): Parts | undefined =>
+    value !== '' && wellFormed(key) && wellFormed(value) ? [`${key}=`, value, ''] : undefined
   switch (c.kind) {
     case 'equals': {
-      const s = c.value === null ? undefined : needle(String(c.value))
-      return s === undefined ? undefined : [s]
+      const p = c.value === null ? undefined : field(String(c.value))
+      return p === undefined ? undefined : [p]
     }
     case 'in': {
       // null is left out of the set compileText tests: it adds no needle.
-      const out: string[] = []
+      const out: Parts[] = []
       for (const v of c.values) {
         if (v === null) continue
-        const s = needle(String(v))
-        if (s === undefined) return undefined
-        out.push(s)
+        const p = field(String(v))
+        if (p === undefined) return undefined
+        out.push(p)
       }
       return out.length === 0 ? undefined : out
     }
     case 'prefix': {
-      const s = needle(c.value)
-      return s === undefined ? undefined : [s]
+      const p = field(c.value)
+      return p === undefined ? undefined : [p]
     }
     case 'matches':
     case 'exists':

@@ -1,0 +1,153 @@
+// Micro-benchmark of body inspection, in process: what deciding a body rule costs per request,
+// before (matchBody on the old parseBody, kept below as it was) and after (matchBodyRules).
+//   node bench/micro-body.ts
+// Bodies: the 16 KiB Livewire payload of the benchmark (bench/_config.ts), whose `process` call
+// the rule of bench/config/sidecar.yaml matches and whose `refresh` call it does not; and a
+// 16 KiB form body, without and with %-escapes (only the first can be pre-filtered).
+import { parseUrlEncoded } from '../src/rules/urlencoded.ts'
+import { compileRules, type CompiledRule } from '../src/rules/compile.ts'
+import { matchBody, matchBodyRules } from '../src/rules/match.ts'
+import { parseBody, type ParsedBody } from '../src/body/parse.ts'
+import type { BufferedBody } from '../src/body/inspect.ts'
+import { livewireBody } from './_config.ts'
+
+const JSON_CT = 'application/json'
+const FORM_CT = 'application/x-www-form-urlencoded'
+
+// The body conditions of bench/config/sidecar.yaml's rule (its head conditions are matchHead's).
+const compiled = compileRules([
+  { name: 'livewire-process', match: { json: { 'components[*].calls[*].method': { kind: 'equals', value: 'process' } } }, to: 'tasker', line: 1 },
+  { name: 'form-process', match: { form: { action: { kind: 'equals', value: 'process' } } }, to: 'tasker', line: 2 },
+])
+const [jsonRule, formRule] = compiled.rules as [CompiledRule, CompiledRule]
+
+function formBody (action: string, escaped: boolean): Buffer {
+  const fields: string[] = []
+  for (let i = 0; fields.join('&').length < 16 * 1024 - 200; i++) fields.push(`field${i}=${escaped ? 'a%20b' : 'value'}${i}`)
+  return Buffer.from(`${fields.join('&')}&action=${action}`)
+}
+
+/**
+ * A Livewire payload whose snapshot holds 16 KiB of table rows: JSON inside a JSON string, so
+ * `\"` everywhere, the worst realistic case for the native searches of the pre-filter.
+ */
+function dataHeavyLivewireBody (method: string): Buffer {
+  const rows = Array.from({ length: 190 }, (_, i) => ({ id: i, name: `user ${i}`, email: `u${i}@example.com`, state: 'active' }))
+  const snapshot = JSON.stringify({ data: { rows }, memo: { id: 'bench', name: 'jobs' }, checksum: 'c0ffee' })
+  return Buffer.from(JSON.stringify({ _token: 'bench', components: [{ snapshot, updates: {}, calls: [{ path: '', method, params: [] }] }] }))
+}
+
+const cases: Array<{ name: string, rule: CompiledRule, ct: string, body: BufferedBody }> = [
+  { name: 'Livewire JSON 16 KiB, matches', rule: jsonRule, ct: JSON_CT, body: { bytes: livewireBody('process'), complete: true } },
+  { name: 'Livewire JSON 16 KiB, no match', rule: jsonRule, ct: JSON_CT, body: { bytes: livewireBody('refresh'), complete: true } },
+  { name: 'Livewire data-heavy 16 KiB, matches', rule: jsonRule, ct: JSON_CT, body: { bytes: dataHeavyLivewireBody('process'), complete: true } },
+  { name: 'Livewire data-heavy 16 KiB, no match', rule: jsonRule, ct: JSON_CT, body: { bytes: dataHeavyLivewireBody('refresh'), complete: true } },
+  { name: 'form 16 KiB, matches', rule: formRule, ct: FORM_CT, body: { bytes: formBody('process', false), complete: true } },
+  { name: 'form 16 KiB, no match', rule: formRule, ct: FORM_CT, body: { bytes: formBody('refresh', false), complete: true } },
+  { name: 'form 16 KiB %-escaped, no match', rule: formRule, ct: FORM_CT, body: { bytes: formBody('refresh', true), complete: true } },
+]
+
+/** Median ns per call over 7 timed runs of about 40 ms each, after a warm-up of as many calls. */
+function nsPerOp (f: () => unknown): number {
+  let sink = 0
+  const t = process.hrtime.bigint()
+  let n = 0
+  while (process.hrtime.bigint() - t < 40_000_000n) { if (f() !== undefined) sink++; n++ }
+  const runs: number[] = []
+  for (let r = 0; r < 7; r++) {
+    const t0 = process.hrtime.bigint()
+    for (let i = 0; i < n; i++) if (f() !== undefined) sink++
+    runs.push(Number(process.hrtime.bigint() - t0) / n)
+  }
+  if (sink < 0) console.log(sink)
+  return runs.sort((a, b) => a - b)[3] ?? 0
+}
+
+const row = (cells: string[]): string => cells.map((c, i) => i === 0 ? c.padEnd(48) : c.padStart(12)).join('')
+
+function main (): void {
+  console.log(row(['ns/op', 'before', 'after', 'speed-up']))
+  for (const c of cases) {
+    const candidates = [c.rule]
+    const before = nsPerOp(() => matchBody(candidates, legacyParseBody(c.ct, c.body)))
+    const after = nsPerOp(() => matchBodyRules(candidates, c.ct, c.body))
+    const same = matchBody(candidates, legacyParseBody(c.ct, c.body)) === matchBodyRules(candidates, c.ct, c.body)
+    console.log(row([`match: ${c.name}`, before.toFixed(0), after.toFixed(0), `${(before / after).toFixed(1)}x`]) + (same ? '' : '  DIFFERENT RESULT'))
+  }
+  for (const c of cases.filter((x) => x.name.endsWith('matches'))) {
+    const before = nsPerOp(() => legacyParseBody(c.ct, c.body))
+    const after = nsPerOp(() => parseBody(c.ct, c.body))
+    console.log(row([`parseBody: ${c.name}`, before.toFixed(0), after.toFixed(0), `${(before / after).toFixed(1)}x`]))
+  }
+}
+
+// ── parseBody as it was before the pre-filter work (fatal TextDecoder, a character scan) ──────
+
+const UTF8 = new TextDecoder('utf-8', { fatal: true })
+const FORBIDDEN_KEYS: ReadonlySet<string> = new Set(['__proto__', 'constructor', 'prototype'])
+const NONE: ParsedBody = { kind: 'none' }
+
+function legacyParseBody (contentType: string, body: BufferedBody): ParsedBody {
+  if (!body.complete) return NONE
+  const kind = contentType === JSON_CT ? 'json' : contentType === FORM_CT ? 'form' : null
+  if (kind === null) return NONE
+  let text: string
+  try {
+    text = UTF8.decode(body.bytes)
+  } catch {
+    return NONE
+  }
+  if (kind === 'form') {
+    const fields = parseUrlEncoded(text, true)
+    if (fields === undefined) return NONE
+    for (const name of fields.keys()) if (FORBIDDEN_KEYS.has(name)) return NONE
+    return { kind: 'form', value: fields }
+  }
+  if (!legacyDepthWithin(text, 64)) return NONE
+  let value: unknown
+  try {
+    value = JSON.parse(text)
+  } catch {
+    return NONE
+  }
+  return legacyHasForbiddenKey(value) ? NONE : { kind: 'json', value }
+}
+
+function legacyDepthWithin (text: string, max: number): boolean {
+  let depth = 0
+  let inString = false
+  for (let i = 0; i < text.length; i++) {
+    const c = text.charCodeAt(i)
+    if (inString) {
+      if (c === 0x5c) i++
+      else if (c === 0x22) inString = false
+    } else if (c === 0x22) {
+      inString = true
+    } else if (c === 0x5b || c === 0x7b) {
+      if (++depth > max) return false
+    } else if (c === 0x5d || c === 0x7d) {
+      depth--
+    }
+  }
+  return true
+}
+
+function legacyHasForbiddenKey (root: unknown): boolean {
+  const stack: unknown[] = [root]
+  while (stack.length > 0) {
+    const v = stack.pop()
+    if (typeof v !== 'object' || v === null) continue
+    if (Array.isArray(v)) {
+      for (const item of v) if (typeof item === 'object' && item !== null) stack.push(item)
+      continue
+    }
+    for (const key of Object.keys(v)) {
+      if (FORBIDDEN_KEYS.has(key)) return true
+      const child = (v as Record<string, unknown>)[key]
+      if (typeof child === 'object' && child !== null) stack.push(child)
+    }
+  }
+  return false
+}
+
+main()
