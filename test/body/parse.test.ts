@@ -61,6 +61,16 @@ t.test('parseBody: JSON', async (t) => {
     { name: 'depth 65', input: { ct: JSON_CT, bytes: '['.repeat(65) + ']'.repeat(65) }, want: { kind: 'none' } },
     { name: 'brackets inside strings do not count', input: { ct: JSON_CT, bytes: `{"a":"${'['.repeat(100)}\\"{{"}` }, want: { kind: 'json', value: { a: `${'['.repeat(100)}"{{` } } },
     { name: '+json', input: { ct: 'application/ld+json', bytes: '{"@id":"x"}' }, want: { kind: 'json', value: { '@id': 'x' } } },
+    // Over 64 `[`/`{` bytes, so the depth scan runs: its string skipping (short strings read,
+    // long ones searched, dense escaped quotes read again) must end each string where JSON does.
+    { name: 'scan: long string of brackets, then depth 64', input: { ct: JSON_CT, bytes: `["${'{'.repeat(100)}",${'['.repeat(63)}${']'.repeat(63)}]` }, want: { kind: 'json', value: [`${'{'.repeat(100)}`, nested(63)] } },
+    { name: 'scan: long string of brackets, then depth 65', input: { ct: JSON_CT, bytes: `["${'{'.repeat(100)}",${'['.repeat(64)}${']'.repeat(64)}]` }, want: { kind: 'none' } },
+    { name: 'scan: dense escaped quotes, then depth 65', input: { ct: JSON_CT, bytes: `["${'\\"{'.repeat(50)}",${'['.repeat(64)}${']'.repeat(64)}]` }, want: { kind: 'none' } },
+    { name: 'scan: dense escaped quotes, then depth 64', input: { ct: JSON_CT, bytes: `["${'\\"{'.repeat(50)}",${'['.repeat(63)}${']'.repeat(63)}]` }, want: { kind: 'json', value: ['"{'.repeat(50), nested(63)] } },
+    { name: 'scan: escaped backslashes before the closing quote', input: { ct: JSON_CT, bytes: `["${'x'.repeat(40)}\\\\",${'['.repeat(64)}${']'.repeat(64)}]` }, want: { kind: 'none' } },
+    { name: 'scan: an escaped quote after 40 bytes does not close', input: { ct: JSON_CT, bytes: `["${'x'.repeat(40)}\\"${'['.repeat(70)}"]` }, want: { kind: 'json', value: [`${'x'.repeat(40)}"${'['.repeat(70)}`] } },
+    { name: 'scan: BOM, then depth 65', input: { ct: JSON_CT, bytes: Buffer.concat([Buffer.from([0xef, 0xbb, 0xbf]), Buffer.from('['.repeat(65) + ']'.repeat(65))]) }, want: { kind: 'none' } },
+    { name: 'scan: multi-byte characters in and out of strings', input: { ct: JSON_CT, bytes: `{"é":"${'日['.repeat(40)}","k":${'['.repeat(63)}${']'.repeat(63)}}` }, want: { kind: 'json', value: { é: '日['.repeat(40), k: nested(63) } } },
   ]
   for (const c of cases) t.strictSame(parseBody(c.input.ct, { bytes: Buffer.from(c.input.bytes), complete: c.input.complete ?? true }), c.want, c.name)
   t.equal(({} as Record<string, unknown>).polluted, undefined, 'Object.prototype untouched')
@@ -119,6 +129,8 @@ t.test('parseBody: form', async (t) => {
     { name: 'encoded constructor field', input: { ct: FORM_CT, bytes: 'c%6Fnstructor=1' }, want: { kind: 'none' } },
     { name: 'incomplete', input: { ct: FORM_CT, bytes: 'a=1', complete: false }, want: { kind: 'none' } },
     { name: 'a form is not JSON', input: { ct: JSON_CT, bytes: 'a=1' }, want: { kind: 'none' } },
+    { name: 'BOM is skipped', input: { ct: FORM_CT, bytes: Buffer.concat([Buffer.from([0xef, 0xbb, 0xbf]), Buffer.from('a=1')]) }, want: form([['a', ['1']]]) },
+    { name: 'only one BOM is skipped', input: { ct: FORM_CT, bytes: Buffer.concat([Buffer.from([0xef, 0xbb, 0xbf, 0xef, 0xbb, 0xbf]), Buffer.from('a=1')]) }, want: form([['\ufeffa', ['1']]]) },
   ]
   for (const c of cases) t.strictSame(parseBody(c.input.ct, { bytes: Buffer.from(c.input.bytes), complete: c.input.complete ?? true }), c.want, c.name)
 })
