@@ -1,6 +1,6 @@
 // Turns the rounds' samples into the Markdown report: one table (rows = cases and metrics,
-// columns = targets with their ratio to direct, then the sidecar against nginx and the plain
-// proxy) and the issue's goals, each met or not.
+// columns = targets with their ratio to direct, then the sidecar against nginx, the plain proxy
+// and the node:http + undici floor) and the issue's goals, each met or not.
 
 /** How a metric reads: which way is better, how to print it. */
 export interface MetricSpec {
@@ -11,6 +11,9 @@ export interface MetricSpec {
   /** Compare the sidecar to peers by difference (ms) instead of ratio. */
   readonly diff?: boolean
 }
+
+/** The targets the sidecar is compared to in the last columns, in order. */
+export const SIDECAR_PEERS = ['nginx', 'http-proxy', 'node-floor'] as const
 
 /** A row group of the table: one case and the metrics it reports. */
 export interface CaseSpec {
@@ -78,7 +81,7 @@ export function renderTable (opts: {
   const targets = [...opts.peers, opts.sidecar]
   const head = ['case', 'metric (best / median ±spread)']
   for (const t of targets) head.push(...(t === 'direct' ? [t] : [t, '×direct']))
-  head.push('sidecar ÷ nginx', 'sidecar ÷ http-proxy')
+  for (const peer of SIDECAR_PEERS) head.push(`sidecar ÷ ${peer}`)
   const rows: string[][] = []
   for (const c of opts.cases) {
     for (const m of c.metrics) {
@@ -94,7 +97,7 @@ export function renderTable (opts: {
         if (t !== 'direct') row.push(m.diff === true ? diff(s, direct, m.digits) : ratio(s, direct))
       }
       const sc = vals[opts.sidecar] ?? null
-      for (const peer of ['nginx', 'http-proxy']) {
+      for (const peer of SIDECAR_PEERS) {
         const p = vals[peer] ?? null
         row.push(m.diff === true ? diff(sc, p, m.digits) : ratio(sc, p))
       }

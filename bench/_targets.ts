@@ -1,5 +1,6 @@
 // Starting and stopping the benchmark targets: the app (also the "direct" target), nginx, plain
-// Fastify + @fastify/http-proxy, and the sidecar (with 1 rule and with 100 rules).
+// Fastify + @fastify/http-proxy, the node:http + undici floor, and the sidecar (with 1 rule and
+// with 100 rules).
 import { mkdirSync, readFileSync, writeFileSync, existsSync } from 'node:fs'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
@@ -21,8 +22,9 @@ async function readyOrKill (child: Child, url: string): Promise<void> {
 export const ROOT = fileURLToPath(new URL('..', import.meta.url))
 const BENCH = join(ROOT, 'bench')
 
-export type TargetName = 'direct' | 'nginx' | 'http-proxy' | 'sidecar'
-export const TARGETS: readonly TargetName[] = ['direct', 'nginx', 'http-proxy', 'sidecar']
+export type TargetName = 'direct' | 'nginx' | 'http-proxy' | 'node-floor' | 'sidecar'
+/** Every target in table column order. */
+export const TARGETS: readonly TargetName[] = ['direct', 'nginx', 'http-proxy', 'node-floor', 'sidecar']
 
 /** A running target: where to send requests and which process to measure. */
 export interface Target {
@@ -125,6 +127,20 @@ export async function startHttpProxy (dir: string, cpu: string | null, appPort: 
   })
   await readyOrKill(child, `http://127.0.0.1:${port}${PATHS.small}`)
   return { name: 'http-proxy', base: `http://127.0.0.1:${port}`, pid: child.pid, extraPids: [], children: [child] }
+}
+
+/**
+ * Starts the node-floor target: node:http handing each request to one undici Pool dispatch, the
+ * least any Node proxy on that stack does per request.
+ */
+export async function startNodeFloor (dir: string, cpu: string | null, appPort: number): Promise<Target> {
+  const port = await freePort()
+  const child = spawnPinned('node-floor', cpu, process.execPath, [join(BENCH, 'targets', 'node-floor.js')], {
+    env: { ...process.env, PORT: String(port), APP_PORT: String(appPort) },
+    log: join(dir, 'node-floor.log'),
+  })
+  await readyOrKill(child, `http://127.0.0.1:${port}${PATHS.small}`)
+  return { name: 'node-floor', base: `http://127.0.0.1:${port}`, pid: child.pid, extraPids: [], children: [child] }
 }
 
 /** The committed sidecar config of the benchmark. */

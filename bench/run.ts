@@ -1,5 +1,5 @@
-// `npm run bench`: starts the app, nginx, plain Fastify + @fastify/http-proxy and the sidecar on
-// one CPU, checks each for correctness, drives them from the other CPU in interleaved rounds, and
+// `npm run bench`: starts the app, nginx, plain Fastify + @fastify/http-proxy, the node:http +
+// undici floor and the sidecar on one CPU, checks each for correctness, drives them from the other CPU in interleaved rounds, and
 // prints one Markdown table (also written to bench/RESULTS.md). `--quick` for a smoke run.
 import os from 'node:os'
 import { spawnSync } from 'node:child_process'
@@ -15,14 +15,14 @@ import { writeWrkScript, runWrk, type WrkResult } from './_wrk.ts'
 import { runStreams, quantile, openIdleStreams } from './_streams.ts'
 import { checkTarget, LIVEWIRE_HEADERS } from './check.ts'
 import {
-  ROOT, SIDECAR_CONFIG, SIDECAR_SRC, buildSidecarBundle, startApp, directTarget, startNginx, startHttpProxy, startSidecar,
-  sidecarAvailable, stopTarget, writeHundredRulesConfig, type Target,
+  ROOT, SIDECAR_CONFIG, SIDECAR_SRC, TARGETS, buildSidecarBundle, startApp, directTarget, startNginx, startHttpProxy, startNodeFloor,
+  startSidecar, sidecarAvailable, stopTarget, writeHundredRulesConfig, type Target,
 } from './_targets.ts'
-import { renderTable, renderGoals, type Samples } from './_report.ts'
+import { renderTable, renderGoals, SIDECAR_PEERS, type Samples } from './_report.ts'
 import { tableCases } from './_cases.ts'
 import { computeGoals } from './_goals.ts'
 
-const USAGE = `usage: npm run bench -- [--quick] [--rounds N] [--duration S] [--targets direct,nginx,http-proxy,sidecar]
+const USAGE = `usage: npm run bench -- [--quick] [--rounds N] [--duration S] [--targets ${TARGETS.join(',')}]
                           [--cases get64,big,...] [--write | --no-write] [--cpu-prof] [--keep]
   --quick       one short round (smoke check); does not write bench/RESULTS.md unless --write
   --rounds N    timed rounds per case and target (default ${FULL.rounds})
@@ -58,7 +58,7 @@ const params: BenchParams = {
   ...(args.rounds !== undefined ? { rounds: Number(args.rounds) } : {}),
   ...(args.duration !== undefined ? { durationS: Math.max(1, Math.round(Number(args.duration))) } : {}),
 }
-const wanted = new Set((args.targets ?? 'direct,nginx,http-proxy,sidecar').split(',').map((s) => s.trim()))
+const wanted = new Set((args.targets ?? TARGETS.join(',')).split(',').map((s) => s.trim()))
 const onlyCases = args.cases === undefined ? null : new Set(args.cases.split(',').map((s) => s.trim()))
 const caseWanted = (id: string): boolean => onlyCases === null || onlyCases.has(id)
 const writeResults = args.write ?? (!args.quick && !args['no-write'])
@@ -75,7 +75,7 @@ interface WrkCase {
   readonly bytes: boolean
 }
 
-const ALL = { direct: 'direct', nginx: 'nginx', 'http-proxy': 'http-proxy', sidecar: 'sidecar' }
+const ALL = Object.fromEntries(TARGETS.map((t) => [t, t]))
 const c = params.connections
 
 // ── main ───────────────────────────────────────────────────────────────────
@@ -140,6 +140,7 @@ async function main (): Promise<void> {
     else await tryStart('nginx', () => startNginx(dir, serverCpu, app.port, nginxBin))
   }
   if (wanted.has('http-proxy')) await tryStart('http-proxy', () => startHttpProxy(dir, serverCpu, app.port))
+  if (wanted.has('node-floor')) await tryStart('node-floor', () => startNodeFloor(dir, serverCpu, app.port))
   if (wanted.has('sidecar')) {
     if (!sidecarAvailable()) status.sidecar = 'src/cli.ts does not exist yet'
     else {
@@ -171,7 +172,7 @@ async function main (): Promise<void> {
 
   // Memory per idle stream, first: in a fresh process the streams' memory shows as RSS growth; after
   // the loads it would hide in heap the loads already grew.
-  const columns = ['direct', 'nginx', 'http-proxy', 'sidecar']
+  const columns: readonly string[] = TARGETS
   const fresh: Record<string, number> = {}
   const idle: Record<string, { rss: number, perStream: number }> = {}
   for (const column of columns) {
@@ -302,7 +303,7 @@ async function main (): Promise<void> {
       if (col !== 'direct') row.push('—')
     }
     const s = f('sidecar')
-    for (const peer of ['nginx', 'http-proxy']) {
+    for (const peer of SIDECAR_PEERS) {
       const p = f(peer)
       row.push(s !== undefined && p !== undefined && p > 0 ? `${(s / p).toFixed(2)}×` : '—')
     }
@@ -331,13 +332,13 @@ async function main (): Promise<void> {
     `Parameters: ${params.rounds} interleaved round${params.rounds === 1 ? '' : 's'} × ${params.durationS} s per case and target after ${params.warmupS} s warm-up; wrk -t1 -c${c} (-c1 for the 1-connection and 16 MiB cases); ` +
       `streams ${params.streams} × ${params.streamChunks} chunks every ${params.streamIntervalMs} ms; ${params.idleStreams} idle streams; ` +
       (pin !== null ? `wrk and the stream clients pinned to CPU ${pin.load}, proxy and app to CPU ${pin.server} (taskset)` : 'NOT pinned (fewer than 2 CPUs or no taskset)') +
-      `; nginx: 1 worker, proxy_buffering off, proxy_request_buffering off, keep-alive upstream; http-proxy: Fastify + @fastify/http-proxy defaults; sidecar: ${sidecarForm}${args['node-args'] !== undefined && args['node-args'].trim() !== '' ? ` run with \`${args['node-args'].trim()}\`` : ''} with bench/config/sidecar.yaml (1 Livewire body rule, metrics off, log level ${process.env.LOG_LEVEL ?? 'info'}).`,
+      `; nginx: 1 worker, proxy_buffering off, proxy_request_buffering off, keep-alive upstream; http-proxy: Fastify + @fastify/http-proxy defaults; node-floor: node:http + one undici Pool dispatch per request (bench/targets/node-floor.js); sidecar: ${sidecarForm}${args['node-args'] !== undefined && args['node-args'].trim() !== '' ? ` run with \`${args['node-args'].trim()}\`` : ''} with bench/config/sidecar.yaml (1 Livewire body rule, metrics off, log level ${process.env.LOG_LEVEL ?? 'info'}).`,
     'Cells: best / median ±spread over rounds (spread = (max − min) / median); ratios compare best rounds. ↑ higher is better, ↓ lower. ' +
       'CPU is the proxy process\'s own user+system time (nginx: its worker; direct: the app) from /proc/<pid>/stat. Stream delays are receive time minus the app\'s send stamp (CLOCK_MONOTONIC); peer columns show the difference.',
   ]
-  const table = renderTable({ cases: tableCases(params), samples, peers: columns.slice(0, 3), sidecar: 'sidecar', status, extraRows })
+  const table = renderTable({ cases: tableCases(params), samples, peers: columns.filter((col) => col !== 'sidecar'), sidecar: 'sidecar', status, extraRows })
   const statusLines = Object.entries(status).map(([k, v]) => `- ${k}: ${v}`)
-  for (const column of ['http-proxy', 'sidecar']) {
+  for (const column of ['http-proxy', 'node-floor', 'sidecar']) {
     const g = growth[column]
     if (g !== undefined && g.length > 1) notes.push(`${column} RSS after its first run of each case (warm-up), MiB: ${g.map(([k, v]) => `${k} ${mib(v)}`).join(' → ')}.`)
   }
