@@ -47,20 +47,34 @@ const cases: Array<{ name: string, rule: CompiledRule, ct: string, body: Buffere
   { name: 'form 16 KiB %-escaped, no match', rule: formRule, ct: FORM_CT, body: { bytes: formBody('refresh', true), complete: true } },
 ]
 
-/** Median ns per call over 7 timed runs of about 40 ms each, after a warm-up of as many calls. */
-function nsPerOp (f: () => unknown): number {
+/**
+ * Median ns per call of `before` and of `after`, over 7 interleaved timed runs of about 30 ms
+ * each (so a busy neighbour on the machine slows both alike), after a warm-up.
+ */
+function nsPerOp (before: () => unknown, after: () => unknown): [number, number] {
   let sink = 0
-  const t = process.hrtime.bigint()
-  let n = 0
-  while (process.hrtime.bigint() - t < 40_000_000n) { if (f() !== undefined) sink++; n++ }
-  const runs: number[] = []
-  for (let r = 0; r < 7; r++) {
+  const timed = (f: () => unknown, n: number): number => {
     const t0 = process.hrtime.bigint()
     for (let i = 0; i < n; i++) if (f() !== undefined) sink++
-    runs.push(Number(process.hrtime.bigint() - t0) / n)
+    return Number(process.hrtime.bigint() - t0) / n
+  }
+  const calls = (f: () => unknown): number => {
+    const t0 = process.hrtime.bigint()
+    let n = 0
+    while (process.hrtime.bigint() - t0 < 30_000_000n) { if (f() !== undefined) sink++; n++ }
+    return n
+  }
+  const nb = calls(before)
+  const na = calls(after)
+  const b: number[] = []
+  const a: number[] = []
+  for (let r = 0; r < 7; r++) {
+    b.push(timed(before, nb))
+    a.push(timed(after, na))
   }
   if (sink < 0) console.log(sink)
-  return runs.sort((a, b) => a - b)[3] ?? 0
+  const median = (xs: number[]): number => xs.sort((x, y) => x - y)[3] ?? 0
+  return [median(b), median(a)]
 }
 
 const row = (cells: string[]): string => cells.map((c, i) => i === 0 ? c.padEnd(48) : c.padStart(12)).join('')
@@ -69,14 +83,12 @@ function main (): void {
   console.log(row(['ns/op', 'before', 'after', 'speed-up']))
   for (const c of cases) {
     const candidates = [c.rule]
-    const before = nsPerOp(() => matchBody(candidates, legacyParseBody(c.ct, c.body)))
-    const after = nsPerOp(() => matchBodyRules(candidates, c.ct, c.body))
+    const [before, after] = nsPerOp(() => matchBody(candidates, legacyParseBody(c.ct, c.body)), () => matchBodyRules(candidates, c.ct, c.body))
     const same = matchBody(candidates, legacyParseBody(c.ct, c.body)) === matchBodyRules(candidates, c.ct, c.body)
     console.log(row([`match: ${c.name}`, before.toFixed(0), after.toFixed(0), `${(before / after).toFixed(1)}x`]) + (same ? '' : '  DIFFERENT RESULT'))
   }
   for (const c of cases.filter((x) => x.name.endsWith('matches'))) {
-    const before = nsPerOp(() => legacyParseBody(c.ct, c.body))
-    const after = nsPerOp(() => parseBody(c.ct, c.body))
+    const [before, after] = nsPerOp(() => legacyParseBody(c.ct, c.body), () => parseBody(c.ct, c.body))
     console.log(row([`parseBody: ${c.name}`, before.toFixed(0), after.toFixed(0), `${(before / after).toFixed(1)}x`]))
   }
 }
