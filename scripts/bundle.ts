@@ -27,14 +27,13 @@ const BANNER = [
 ].join('\n')
 
 /**
- * V8 flags the launcher runs the sidecar with (SIDECAR_NODE_FLAGS replaces them). A 1 MiB
- * semi-space (V8's default grows to 16 MiB) keeps the young generation of a proxy, which is
- * mostly short-lived socket buffers, small enough to stay in cache and be scavenged in short
- * pauses: measured on a 2-core VM (docs/performance.md), 16 MiB responses went from 0.34x to
- * 0.52x nginx's speed and peak RSS under the benchmark's loads from 309 to 175 MiB, small
- * requests within noise.
+ * V8 flags the launcher runs the sidecar with (SIDECAR_NODE_FLAGS replaces them). A young
+ * generation capped at 4 MiB semi-spaces (V8 grows them to 16 MiB under load) lowers the RSS a
+ * busy proxy settles at with no measurable cost per request. Smaller is a trade-off, not a
+ * default: at 1 MiB, 16 MiB responses ran 2.5x faster with a third less peak RSS, but a small
+ * proxied GET cost about 30% more CPU (docs/performance.md, "Memory and the V8 young generation").
  */
-export const NODE_FLAGS: readonly string[] = ['--max-semi-space-size=1']
+export const NODE_FLAGS: readonly string[] = ['--max-semi-space-size=4']
 
 // A POSIX sh launcher, for images that have /bin/sh (all the Debian/Ubuntu based PHP, Ruby and
 // Python images do); distroless images call the node binary directly.
