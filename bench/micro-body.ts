@@ -1,18 +1,15 @@
 // Micro-benchmark of body inspection, in process: what deciding a body rule costs per request,
-// before (matchBody on the old parseBody, kept below as it was) and after (matchBodyRules).
+// before (matchBody on the old parseBody, test/helpers/legacy-parse-body.ts) and after (matchBodyRules).
 //   node bench/micro-body.ts
 // Bodies: the 16 KiB Livewire payload of the benchmark (bench/_config.ts), whose `process` call
 // the rule of bench/config/sidecar.yaml matches and whose `refresh` call it does not; and a
 // 16 KiB form body, without and with %-escapes (only the first can be pre-filtered).
-import { parseUrlEncoded } from '../src/rules/urlencoded.ts'
 import { compileRules, type CompiledRule } from '../src/rules/compile.ts'
 import { matchBody, matchBodyRules } from '../src/rules/match.ts'
-import { parseBody, type ParsedBody } from '../src/body/parse.ts'
+import { parseBody } from '../src/body/parse.ts'
 import type { BufferedBody } from '../src/body/inspect.ts'
+import { FORM_CT, JSON_CT, legacyParseBody } from '../test/helpers/legacy-parse-body.ts'
 import { livewireBody } from './_config.ts'
-
-const JSON_CT = 'application/json'
-const FORM_CT = 'application/x-www-form-urlencoded'
 
 // The body conditions of bench/config/sidecar.yaml's rule (its head conditions are matchHead's).
 const compiled = compileRules([
@@ -91,75 +88,6 @@ function main (): void {
     const [before, after] = nsPerOp(() => legacyParseBody(c.ct, c.body), () => parseBody(c.ct, c.body))
     console.log(row([`parseBody: ${c.name}`, before.toFixed(0), after.toFixed(0), `${(before / after).toFixed(1)}x`]))
   }
-}
-
-// ── parseBody as it was before the pre-filter work (fatal TextDecoder, a character scan) ──────
-
-const UTF8 = new TextDecoder('utf-8', { fatal: true })
-const FORBIDDEN_KEYS: ReadonlySet<string> = new Set(['__proto__', 'constructor', 'prototype'])
-const NONE: ParsedBody = { kind: 'none' }
-
-function legacyParseBody (contentType: string, body: BufferedBody): ParsedBody {
-  if (!body.complete) return NONE
-  const kind = contentType === JSON_CT ? 'json' : contentType === FORM_CT ? 'form' : null
-  if (kind === null) return NONE
-  let text: string
-  try {
-    text = UTF8.decode(body.bytes)
-  } catch {
-    return NONE
-  }
-  if (kind === 'form') {
-    const fields = parseUrlEncoded(text, true)
-    if (fields === undefined) return NONE
-    for (const name of fields.keys()) if (FORBIDDEN_KEYS.has(name)) return NONE
-    return { kind: 'form', value: fields }
-  }
-  if (!legacyDepthWithin(text, 64)) return NONE
-  let value: unknown
-  try {
-    value = JSON.parse(text)
-  } catch {
-    return NONE
-  }
-  return legacyHasForbiddenKey(value) ? NONE : { kind: 'json', value }
-}
-
-function legacyDepthWithin (text: string, max: number): boolean {
-  let depth = 0
-  let inString = false
-  for (let i = 0; i < text.length; i++) {
-    const c = text.charCodeAt(i)
-    if (inString) {
-      if (c === 0x5c) i++
-      else if (c === 0x22) inString = false
-    } else if (c === 0x22) {
-      inString = true
-    } else if (c === 0x5b || c === 0x7b) {
-      if (++depth > max) return false
-    } else if (c === 0x5d || c === 0x7d) {
-      depth--
-    }
-  }
-  return true
-}
-
-function legacyHasForbiddenKey (root: unknown): boolean {
-  const stack: unknown[] = [root]
-  while (stack.length > 0) {
-    const v = stack.pop()
-    if (typeof v !== 'object' || v === null) continue
-    if (Array.isArray(v)) {
-      for (const item of v) if (typeof item === 'object' && item !== null) stack.push(item)
-      continue
-    }
-    for (const key of Object.keys(v)) {
-      if (FORBIDDEN_KEYS.has(key)) return true
-      const child = (v as Record<string, unknown>)[key]
-      if (typeof child === 'object' && child !== null) stack.push(child)
-    }
-  }
-  return false
 }
 
 main()
