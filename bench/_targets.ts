@@ -118,29 +118,28 @@ export async function startNginx (dir: string, cpu: string | null, appPort: numb
   return { name: 'nginx', base: `http://127.0.0.1:${port}`, pid: workers[0] as number, extraPids: [child.pid], children: [child] }
 }
 
-/** Starts plain Fastify + @fastify/http-proxy with default options. */
-export async function startHttpProxy (dir: string, cpu: string | null, appPort: number): Promise<Target> {
+/** Starts a peer proxy written in plain JavaScript (bench/targets/NAME.js), PORT and APP_PORT set. */
+async function startScriptTarget (name: string, dir: string, cpu: string | null, appPort: number): Promise<Target> {
   const port = await freePort()
-  const child = spawnPinned('http-proxy', cpu, process.execPath, [join(BENCH, 'targets', 'http-proxy.js')], {
+  const child = spawnPinned(name, cpu, process.execPath, [join(BENCH, 'targets', `${name}.js`)], {
     env: { ...process.env, PORT: String(port), APP_PORT: String(appPort) },
-    log: join(dir, 'http-proxy.log'),
+    log: join(dir, `${name}.log`),
   })
   await readyOrKill(child, `http://127.0.0.1:${port}${PATHS.small}`)
-  return { name: 'http-proxy', base: `http://127.0.0.1:${port}`, pid: child.pid, extraPids: [], children: [child] }
+  return { name, base: `http://127.0.0.1:${port}`, pid: child.pid, extraPids: [], children: [child] }
+}
+
+/** Starts plain Fastify + @fastify/http-proxy with default options. */
+export function startHttpProxy (dir: string, cpu: string | null, appPort: number): Promise<Target> {
+  return startScriptTarget('http-proxy', dir, cpu, appPort)
 }
 
 /**
  * Starts the node-floor target: node:http handing each request to one undici Pool dispatch, the
  * least any Node proxy on that stack does per request.
  */
-export async function startNodeFloor (dir: string, cpu: string | null, appPort: number): Promise<Target> {
-  const port = await freePort()
-  const child = spawnPinned('node-floor', cpu, process.execPath, [join(BENCH, 'targets', 'node-floor.js')], {
-    env: { ...process.env, PORT: String(port), APP_PORT: String(appPort) },
-    log: join(dir, 'node-floor.log'),
-  })
-  await readyOrKill(child, `http://127.0.0.1:${port}${PATHS.small}`)
-  return { name: 'node-floor', base: `http://127.0.0.1:${port}`, pid: child.pid, extraPids: [], children: [child] }
+export function startNodeFloor (dir: string, cpu: string | null, appPort: number): Promise<Target> {
+  return startScriptTarget('node-floor', dir, cpu, appPort)
 }
 
 /** The committed sidecar config of the benchmark. */
