@@ -320,7 +320,7 @@ async function main (): Promise<void> {
   await api.close()
 
   // ── report ─────────────────────────────────────────────────────────────
-  const goals = computeGoals(samples, { peak, idle })
+  const goals = computeGoals(samples, { fresh, peak, idle })
 
   const cpuModel = os.cpus()[0]?.model ?? '?'
   const commit = spawnSync('git', ['-C', ROOT, 'log', '-1', '--format=%h %cI'], { encoding: 'utf8' }).stdout.trim()
@@ -350,6 +350,7 @@ async function main (): Promise<void> {
     table, '',
     '## Goals (issue #5)', '',
     renderGoals(goals), '',
+    'The node-floor figures beside a goal are the bare `node:http` + undici proxy in the same run: what the stack leaves before any sidecar code runs. Why each unmet goal is not met, with profiles and A/B runs: [docs/performance.md](../docs/performance.md#the-goals-judged-on-this-run).', '',
     ...(statusLines.length > 0 ? ['## Targets not timed', '', ...statusLines, ''] : []),
     '## Notes', '',
     ...notes.map((n) => `- ${n}`),
