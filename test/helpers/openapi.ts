@@ -1,5 +1,5 @@
 // Checks calls recorded by the fake Machines API against Fly's OpenAPI spec
-// (shared/fly/machines-api-openapi3.json): operation, path and query parameters, headers, the
+// (spec/fly/machines-api-openapi3.json, vendored; see spec/fly/README.md): operation, path and query parameters, headers, the
 // request body (strictly: unknown fields are errors) and the fake's JSON answer.
 import { readFileSync } from 'node:fs'
 import { Ajv } from 'ajv'
@@ -8,7 +8,7 @@ import type { RecordedCall } from '../../src/emulator/machines-api.ts'
 
 type Json = Record<string, unknown>
 
-const SPEC_URL = new URL('../../../shared/fly/machines-api-openapi3.json', import.meta.url)
+const SPEC_URL = new URL('../../spec/fly/machines-api-openapi3.json', import.meta.url)
 /** The one list filter Fly documents (machines-resource page) but the spec leaves out. */
 const UNLISTED_QUERY = /^metadata\.[A-Za-z0-9_.-]+$/
 
