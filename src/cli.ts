@@ -10,6 +10,7 @@ import { createLogger } from './log.ts'
 import { startSidecar } from './sidecar.ts'
 import { isSidecarError } from './errors.ts'
 import { configOption } from './commands/_config.ts'
+import { suggest } from './suggest.ts'
 
 const USAGE = `usage:
   fly-replay-sidecar [--config FILE] [-- <app command> [args...]]
@@ -19,6 +20,8 @@ const USAGE = `usage:
   fly-replay-sidecar --version
 
 The config file defaults to $SIDECAR_CONFIG, else config/routes.yaml.`
+
+const COMMANDS = ['check', 'explain', 'dev', 'help'] as const
 
 interface Io { stdout: NodeJS.WritableStream, stderr: NodeJS.WritableStream }
 
@@ -30,7 +33,11 @@ export function parseRunArgs (argv: readonly string[]): { config: string | undef
   let config: string | undefined
   for (let i = 0; i < own.length;) {
     const opt = configOption(own, i)
-    if (opt === undefined) return { error: `unknown argument: ${own[i] as string}` }
+    if (opt === undefined) {
+      const arg = own[i] as string
+      // A first word that is no option was meant as a command: `chek` → check.
+      return { error: i === 0 && !arg.startsWith('-') ? `unknown command: ${arg}${suggest(arg, COMMANDS)}` : `unknown argument: ${arg}` }
+    }
     if ('error' in opt) return opt
     config = opt.value
     i = opt.next

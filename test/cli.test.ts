@@ -157,3 +157,11 @@ t.test('usage errors exit 2', async (t) => {
   t.equal(code, 2)
   t.match(err, /unknown argument: --nope/)
 })
+
+t.test('a mistyped command gets the nearest one; an unknown word gets none', async (t) => {
+  const { parseRunArgs } = await import('../src/cli.ts')
+  t.strictSame(parseRunArgs(['chek']), { error: 'unknown command: chek (did you mean "check"?)' })
+  t.strictSame(parseRunArgs(['explian']), { error: 'unknown command: explian (did you mean "explain"?)' })
+  t.strictSame(parseRunArgs(['frobnicate']), { error: 'unknown command: frobnicate' })
+  t.strictSame(parseRunArgs(['--config', 'x.yaml', 'chek']), { error: 'unknown argument: chek' })
+})

@@ -1,7 +1,7 @@
 // Shared by `check` and `explain`: load the config a command names and compile its rules exactly
 // as the running sidecar does, turning every failure into `file:line:column: path: message` lines.
 import path from 'node:path'
-import { formatProblems, loadConfig, resolveConfigPath, type ConfigProblem } from '../config/load.ts'
+import { formatProblems, loadConfig, readFailure, resolveConfigPath, type ConfigProblem } from '../config/load.ts'
 import { buildRouting, type Routing } from '../request-handler.ts'
 import type { Config } from '../config/types.ts'
 import { isSidecarError } from '../errors.ts'
@@ -35,8 +35,8 @@ export async function loadForCommand (configArg: string | undefined, env: NodeJS
     if (!isSidecarError(err)) throw err
     const listed = err.details?.problems
     if (Array.isArray(listed)) return { ok: false, file, problems: listed as ConfigProblem[] }
-    const reason = (err.cause as NodeJS.ErrnoException | undefined)?.code ?? err.message
-    return { ok: false, file, problems: [{ file, line: 1, column: 1, path: '', message: `cannot read the file (${reason})` }] }
+    // No line or column: there is no text to point into.
+    return { ok: false, file, problems: [{ file, line: 0, column: 0, path: '', message: `cannot read the file (${readFailure(err.cause)})` }] }
   }
   try {
     return { ok: true, file, routing: buildRouting(config) }

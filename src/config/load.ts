@@ -13,9 +13,9 @@ export { parseSelector, type SelectorStep } from './units.ts'
 /** One thing wrong with a config file, where it is and which key. */
 export interface ConfigProblem {
   readonly file: string
-  /** 1-based. */
+  /** 1-based; 0 when the file could not be read (no text to point into). */
   readonly line: number
-  /** 1-based. */
+  /** 1-based; 0 with line 0. */
   readonly column: number
   /** Key path, e.g. `rules[0].match.json["a.b"]`; empty for YAML syntax errors. */
   readonly path: string
@@ -48,10 +48,16 @@ export async function loadConfig (file: string, env: NodeJS.ProcessEnv = process
   try {
     text = await readFile(file, 'utf8')
   } catch (err) {
-    const reason = (err as NodeJS.ErrnoException).code ?? (err as Error).message
-    throw new SidecarError('SIDECAR_ERR_CONFIG_READ', [`${file} (${reason})`], { cause: err })
+    throw new SidecarError('SIDECAR_ERR_CONFIG_READ', [`${file} (${readFailure(err)})`], { cause: err })
   }
   return parseConfig(text, file, env)
+}
+
+/** The system's reason a config could not be read, with what to do when the file is not there. */
+export function readFailure (err: unknown): string {
+  const code = (err as NodeJS.ErrnoException).code
+  if (code === 'ENOENT') return 'ENOENT: no such file; name it with --config FILE or SIDECAR_CONFIG, else config/routes.yaml in the working directory is read'
+  return code ?? (err as Error).message
 }
 
 /**
@@ -80,6 +86,10 @@ export function parseConfig (text: string, file: string, env: NodeJS.ProcessEnv 
   if (problems.list.length > 0) throw problems.error()
 
   const tree = restoreStrings(new TreeBuilder(doc, at, env, problems).build(doc.contents, [], { line: 1, column: 1 }))
+  if (tree.kind === 'scalar' && tree.value === null) {
+    problems.add(tree.pos, [], 'the file is empty: a config needs at least app.url, where the app listens (e.g. "app: { url: http://127.0.0.1:8081 }")')
+    throw problems.error()
+  }
   const before = problems.list.length
   for (const p of checkNode(tree)) problems.add(p.pos, p.path, p.message)
   const structureOk = problems.list.length === before
@@ -95,7 +105,7 @@ export function parseConfig (text: string, file: string, env: NodeJS.ProcessEnv 
 /** `file:line:column: path: message`, one line per problem. */
 export function formatProblems (problems: readonly ConfigProblem[]): string {
   return problems
-    .map((p) => `${p.file}:${p.line}:${p.column}: ${p.path === '' ? '' : `${p.path}: `}${p.message}`)
+    .map((p) => `${p.line === 0 ? p.file : `${p.file}:${p.line}:${p.column}`}: ${p.path === '' ? '' : `${p.path}: `}${p.message}`)
     .join('\n')
 }
 
@@ -113,10 +123,20 @@ export function formatPath (segments: readonly PathSegment[]): string {
 class Problems {
   readonly list: ConfigProblem[] = []
   readonly file: string
+  /** Keys whose value could not be expanded: checking the unexpanded text would report them twice. */
+  readonly #unexpanded = new Set<string>()
   constructor (file: string) { this.file = file }
 
   add (pos: Position, at: readonly PathSegment[], message: string): void {
-    this.list.push({ file: this.file, line: pos.line, column: pos.column, path: formatPath(at), message })
+    const path = formatPath(at)
+    if (this.#unexpanded.has(path)) return
+    this.list.push({ file: this.file, line: pos.line, column: pos.column, path, message })
+  }
+
+  /** Reports a failed ${VAR} expansion; later problems of the same key are left out. */
+  addUnexpanded (pos: Position, at: readonly PathSegment[], message: string): void {
+    this.add(pos, at, message)
+    this.#unexpanded.add(formatPath(at))
   }
 
   error (): SidecarError {
@@ -190,7 +210,7 @@ class TreeBuilder {
     if (!text.includes('$')) return { kind: 'scalar', pos, value: text }
     const result = expandEnv(text, this.#env)
     if (typeof result !== 'string') {
-      this.#problems.add(pos, at, result.error)
+      this.#problems.addUnexpanded(pos, at, result.error)
       return { kind: 'scalar', pos, value: text }
     }
     if (!plain || result === '') return { kind: 'scalar', pos, value: result }

@@ -3,6 +3,7 @@
 import { Type, type Static, type TSchema } from 'typebox'
 import { Compile } from 'typebox/compile'
 import { DEFAULTS } from './types.ts'
+import { suggest } from '../suggest.ts'
 import { DURATION_PATTERN, HOST_PORT_PATTERN, SIZE_PATTERN, formatDuration, formatSize } from './units.ts'
 
 /** Pool names: they go into metadata and env on Machines; `app` means the ordinary Machines. */
@@ -316,12 +317,19 @@ function walk (node: YamlNode, s: JsonSchema, path: PathSegment[], anchor: Posit
 function walkMap (node: YamlMap, s: JsonSchema, path: PathSegment[], anchor: Position, out: SchemaProblem[]): void {
   const props = s.properties ?? {}
   const patterns = Object.entries(s.patternProperties ?? {})
-  for (const entry of node.entries) {
+  for (const [i, entry] of node.entries.entries()) {
     const at = [...path, entry.key]
     const prop = Object.hasOwn(props, entry.key) ? props[entry.key] : undefined
     const pat = prop === undefined ? patterns.find(([p]) => regex(p).test(entry.key)) : undefined
     const sub = prop ?? pat?.[1] ?? (typeof s.additionalProperties === 'object' ? s.additionalProperties : undefined)
-    if (sub !== undefined) {
+    if (sub !== undefined && pat !== undefined && isDedented(entry, sub)) {
+      // `size:` under `pools:` rather than under `tasker:`: the key of an entry, dedented.
+      const above = node.entries[i - 1]?.key
+      const under = above === undefined ? 'the entry it belongs to' : JSON.stringify(above)
+      out.push({ pos: entry.keyPos, path: at, message: `must be a map${got(entry.value)}: ${JSON.stringify(entry.key)} is a key inside an entry, not an entry's name; indent it under ${under}` })
+    } else if (sub !== undefined && pat !== undefined && entry.value.kind === 'scalar' && entry.value.value === null && node.entries[i + 1] !== undefined && isDedented(node.entries[i + 1] as YamlEntry, sub)) {
+      out.push({ pos: entry.value.pos, path: at, message: 'must be a map, got an empty value: the keys below it are not indented under it' })
+    } else if (sub !== undefined) {
       walk(entry.value, sub, at, entry.keyPos, out)
     } else if (s.additionalProperties === false) {
       const [pattern] = patterns[0] ?? []
@@ -334,6 +342,11 @@ function walkMap (node: YamlMap, s: JsonSchema, path: PathSegment[], anchor: Pos
   for (const key of s.required ?? []) {
     if (!node.entries.some((e) => e.key === key)) out.push({ pos: anchor, path: [...path, key], message: 'is required' })
   }
+}
+
+/** A key of the entries' own schema standing where an entry's name belongs. */
+function isDedented (entry: YamlEntry, entrySchema: JsonSchema): boolean {
+  return entry.value.kind !== 'map' && entrySchema.type === 'object' && entrySchema.properties !== undefined && Object.hasOwn(entrySchema.properties, entry.key)
 }
 
 function walkUnion (node: YamlNode, s: JsonSchema, path: PathSegment[], anchor: Position, out: SchemaProblem[]): void {
@@ -405,23 +418,4 @@ function wrongTypeHint (node: YamlNode, s: JsonSchema): string {
     return hint !== undefined && typeof node.value === 'number' ? `: ${hint}` : ''
   }
   return `: quote it, e.g. "${String(node.value)}"`
-}
-
-/** ` (did you mean "ready-timeout"?)` for readyTimeout, ready_timeout or a small typo. */
-function suggest (key: string, known: string[]): string {
-  const norm = (k: string): string => k.toLowerCase().replace(/[-_]/g, '')
-  const best = known.find((k) => norm(k) === norm(key)) ?? known.find((k) => distance(k, key) <= 2)
-  return best === undefined ? '' : ` (did you mean ${JSON.stringify(best)}?)`
-}
-
-function distance (a: string, b: string): number {
-  let prev = Array.from({ length: b.length + 1 }, (_, i) => i)
-  for (let i = 1; i <= a.length; i++) {
-    const cur = [i]
-    for (let j = 1; j <= b.length; j++) {
-      cur[j] = Math.min((prev[j] ?? 0) + 1, (cur[j - 1] ?? 0) + 1, (prev[j - 1] ?? 0) + (a[i - 1] === b[j - 1] ? 0 : 1))
-    }
-    prev = cur
-  }
-  return prev[b.length] ?? 0
 }

@@ -75,7 +75,7 @@ t.test('a file that cannot be read is a problem too, exit 1', async (t) => {
   const file = path.join(dir, 'missing.yaml')
   const c = captureIo()
   t.equal(await runCheck([`--config=${file}`], c.io), 1)
-  t.equal(c.stdout(), `${shown(file)}:1:1: cannot read the file (ENOENT)\n1 problem\n`)
+  t.equal(c.stdout(), `${shown(file)}: cannot read the file (ENOENT: no such file; name it with --config FILE or SIDECAR_CONFIG, else config/routes.yaml in the working directory is read)\n1 problem\n`)
 })
 
 t.test('the file may be given as an argument, with -c, or by SIDECAR_CONFIG', async (t) => {

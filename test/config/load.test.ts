@@ -158,7 +158,8 @@ const errorCases: Array<{ name: string, yaml: string, env?: NodeJS.ProcessEnv, w
   { name: 'yaml bad indent', yaml: 'app:\n  url: http://x:1\n bad: 1\n', want: ['3:1 : All mapping items must start at the same column'] },
   { name: 'duplicate key', yaml: APP + 'listen: :1\nlisten: :2\n', want: ['4:1 : Map keys must be unique'] },
   { name: 'flow with ${}', yaml: APP + 'pools:\n  t: { size: ${N} }\n', want: ['4:15 : Unexpected flow-map-start at node end (inside { } or [ ], quote values that use ${...})'] },
-  { name: 'empty file', yaml: '', want: ['1:1 : must be a map, got an empty value'] },
+  { name: 'empty file', yaml: '', want: ['1:1 : the file is empty: a config needs at least app.url, where the app listens (e.g. "app: { url: http://127.0.0.1:8081 }")'] },
+  { name: 'only comments', yaml: '# nothing yet\n', want: ['1:1 : the file is empty: a config needs at least app.url, where the app listens (e.g. "app: { url: http://127.0.0.1:8081 }")'] },
   { name: 'root list', yaml: '- a\n', want: ['1:1 : must be a map, got a list'] },
   { name: 'missing app', yaml: 'listen: :80\n', want: ['1:1 app: is required'] },
   { name: 'missing url', yaml: 'app:\n  ready-timeout: 1s\n', want: ['1:1 app.url: is required'] },
@@ -225,6 +226,15 @@ const errorCases: Array<{ name: string, yaml: string, env?: NodeJS.ProcessEnv, w
     ]
   },
   { name: 'pools null', yaml: APP + 'pools:\n', want: ['3:7 pools: must be a map, got an empty value'] },
+  {
+    name: 'pool keys dedented',
+    yaml: APP + 'pools:\n  tasker:\n  size: 1\n  autostop: stop\n',
+    want: [
+      '4:10 pools.tasker: must be a map, got an empty value: the keys below it are not indented under it',
+      '5:3 pools.size: must be a map, got 1: "size" is a key inside an entry, not an entry\'s name; indent it under "tasker"',
+      '6:3 pools.autostop: must be a map, got "stop": "autostop" is a key inside an entry, not an entry\'s name; indent it under "size"',
+    ]
+  },
   { name: 'rules not list', yaml: APP + 'rules: {}\n', want: ['3:8 rules: must be a list, got a map'] },
   { name: 'rule missing to', yaml: APP + 'rules:\n  - name: a\n', want: ['4:5 rules[0].to: is required'] },
   { name: 'rule to unknown', yaml: APP + 'rules:\n  - to: tasker\n', want: ['4:9 rules[0].to: no pool named "tasker" (defined: none; or "app")'] },
@@ -267,6 +277,7 @@ const errorCases: Array<{ name: string, yaml: string, env?: NodeJS.ProcessEnv, w
   },
   { name: 'env bad ref', yaml: APP + 'pools:\n  t:\n    env: { A: "${1X}" }\n', want: ['5:15 pools.t.env.A: invalid reference "${1X}": write ${NAME} or ${NAME:-default}'] },
   { name: 'env unterminated', yaml: APP + 'fly:\n  region: ${FLY_REGION\n', want: ['4:11 fly.region: unterminated "${" in "${FLY_REGION" (write $$ for a literal $)'] },
+  { name: 'env unterminated, reported once', yaml: 'app:\n  url: http://127.0.0.1:${PORT\n', want: ['2:8 app.url: unterminated "${" in "http://127.0.0.1:${PORT" (write $$ for a literal $)'] },
   { name: 'env nested', yaml: APP + 'fly:\n  region: ${A:-${B}}\n', want: ['4:11 fly.region: a default cannot hold another ${...}, got "${A:-${B}}"'] },
   { name: 'SIDECAR_POOL unknown', yaml: APP + 'pools:\n  tasker: {}\n', env: { SIDECAR_POOL: 'worker' }, want: ['3:1 pools: env SIDECAR_POOL="worker" names no pool defined here'] },
   { name: 'SIDECAR_POOL no pools', yaml: APP, env: { SIDECAR_POOL: 'worker' }, want: ['1:1 pools: env SIDECAR_POOL="worker" names no pool defined here'] },
@@ -397,7 +408,7 @@ t.test('loadConfig: read errors keep the cause', async (t) => {
   const err = await loadConfig(missing, {}).then(() => undefined, (e: unknown) => e)
   if (!isSidecarError(err)) throw new Error('expected a SidecarError')
   t.equal(err.code, 'SIDECAR_ERR_CONFIG_READ')
-  t.equal(err.message, `cannot read config file ${missing} (ENOENT)`)
+  t.equal(err.message, `cannot read config file ${missing} (ENOENT: no such file; name it with --config FILE or SIDECAR_CONFIG, else config/routes.yaml in the working directory is read)`)
   t.equal((err.cause as NodeJS.ErrnoException).code, 'ENOENT')
   const dirErr = await loadConfig(dir, {}).then(() => undefined, (e: unknown) => e)
   t.match(dirErr, { code: 'SIDECAR_ERR_CONFIG_READ', cause: { code: 'EISDIR' } })
