@@ -86,16 +86,19 @@ async function livewireUpdate (req: IncomingMessage, res: ServerResponse): Promi
   if (!client.gone) res.end(finalPayload(snapshot, [{ method: 'process', ...who, rows, at: new Date().toISOString() }]))
 }
 
+// Browsers ask for /favicon.ico on every page; answer with a small icon rather than a 404.
+const favicon = '<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 16 16"><rect width="16" height="16" rx="3" fill="#7b3fe4"/><path d="M4 8h6l-2-2m2 2-2 2" stroke="#fff" stroke-width="1.5" fill="none"/></svg>'
+
 function page (): string {
   const rowHtml = Array.from({ length: rows }, (_, i) =>
     `<tr><td>Invoice #${1001 + i}</td><td class="status" id="row-${i + 1}" data-status="pending">pending</td></tr>`).join('\n')
   return `<!doctype html>
-<html lang="en"><head><meta charset="utf-8"><title>fly-replay-sidecar demo</title>
+<html lang="en"><head><meta charset="utf-8"><link rel="icon" href="/favicon.ico"><title>fly-replay-sidecar demo</title>
 <style>
 body{font:15px/1.4 system-ui,sans-serif;max-width:52rem;margin:2rem auto;padding:0 1rem;color:#222}
 table{border-collapse:collapse;width:100%;margin:1rem 0}td{border-bottom:1px solid #ddd;padding:.4rem .6rem}
-.status[data-status=processing]{color:#a60}.status[data-status=done]{color:#080;font-weight:600}
-button{font:inherit;padding:.4rem 1rem;margin-right:.5rem;cursor:pointer}
+.status{width:14rem;white-space:nowrap;font-variant-numeric:tabular-nums}.status[data-status=processing]{color:#a60}.status[data-status=done]{color:#080;font-weight:600}
+button:disabled{cursor:wait;opacity:.5}button{font:inherit;padding:.4rem 1rem;margin-right:.5rem;cursor:pointer}
 #calls{font:13px/1.5 ui-monospace,monospace;background:#f6f6f6;padding:.6rem;white-space:pre-wrap;min-height:4rem}
 .muted{color:#777}
 </style></head><body>
@@ -119,7 +122,15 @@ const log = (line) => { const el = document.getElementById('calls'); el.textCont
 const short = (id) => id ?? '-'
 function describe (r) {
   let s = 'served by ' + r.machine + ' (' + r.pool + ')'
-  if (r.replaySrc) s += ', replayed from ' + (/instance=([^;]+)/.exec(r.replaySrc) || [])[1]
+  if (r.replaySrc) {
+    const from = (/instance=([^;]+)/.exec(r.replaySrc) || [])[1]
+    const state = (/state=([^;]+)/.exec(r.replaySrc) || [])[1]
+    // state=default is the sidecar's elsewhere bounce: the edge sent the call to a Machine of the
+    // wrong pool first (here the tasker), whose sidecar answered fly-replay: elsewhere=true.
+    s += state === 'default'
+      ? ', bounced: it landed on ' + from + ' first, which only takes process(), so that Machine answered elsewhere=true and the edge replayed it here'
+      : ', replayed from ' + from + ' (rule ' + state + ')'
+  }
   if (r.replayFailed) s += ', fallback after ' + (/reason=([^;]+)/.exec(r.replayFailed) || [])[1]
   return s
 }
@@ -163,9 +174,13 @@ async function call (method) {
     log(method + '()  ' + res.status + '  ' + describe(r) + '  in ' + ms + ' ms')
   } catch { log(method + '()  ' + res.status + '  ' + final.slice(0, 200)) }
 }
-document.getElementById('process').onclick = () => {
+// One stream at a time: a second click while rows stream would reset them and interleave two streams.
+document.getElementById('process').onclick = async () => {
+  const button = document.getElementById('process')
+  if (button.disabled) return
+  button.disabled = true
   for (const el of document.querySelectorAll('.status')) { el.textContent = 'pending'; el.dataset.status = 'pending' }
-  call('process')
+  try { await call('process') } finally { button.disabled = false }
 }
 document.getElementById('refresh').onclick = () => call('$refresh')
 document.getElementById('ping').onclick = () => call('ping')
@@ -185,6 +200,9 @@ const server = http.createServer((req, res) => {
       if (!res.headersSent) res.writeHead(500)
       res.end(String(err))
     })
+  } else if (path === '/favicon.ico') {
+    res.writeHead(200, { 'content-type': 'image/svg+xml', 'cache-control': 'max-age=86400', 'content-length': Buffer.byteLength(favicon) })
+    res.end(favicon)
   } else if (path === '/_demo/whoami') {
     res.writeHead(200, { 'content-type': 'application/json' })
     res.end(JSON.stringify(servedBy(req)))

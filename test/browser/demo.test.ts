@@ -32,16 +32,21 @@ t.test('click Process: rows update one after another from the tasker, before the
   t.equal(await page.textContent('#page-machine'), dev.mainMachineId, 'the page came from the main Machine')
   t.equal(await page.locator('.status[data-status=pending]').count(), ROWS)
 
+  // Taken while every row says 'pending', the narrowest text: the column must not widen later.
+  const widths = await page.evaluate('[...document.querySelectorAll(".status")].map((el) => el.getBoundingClientRect().width)') as number[]
   await page.click('#process')
   // Mid-stream: some rows are done while others have not started yet.
   await page.waitForFunction('document.querySelectorAll(".status[data-status=done]").length >= 2', null, { timeout: 30_000 })
   const midDone = await page.locator('.status[data-status=done]').count()
   const midPending = await page.locator('.status[data-status=pending]').count()
+  t.equal(await page.isDisabled('#process'), true, 'Process is disabled while its stream runs')
   await page.screenshot({ path: `${OUT}demo-streaming.png` })
   t.ok(midDone >= 2 && midPending >= 1, `mid-stream ${midDone} rows done, ${midPending} pending`)
 
   // The page records each row update and the end of each stream (window.__demo); strings keep DOM types out of the typecheck.
   await page.waitForFunction('window.__demo.streams.length === 1', null, { timeout: 30_000 })
+  await page.waitForFunction('!document.getElementById("process").disabled', null, { timeout: 10_000 })
+  t.strictSame(await page.evaluate('[...document.querySelectorAll(".status")].map((el) => el.getBoundingClientRect().width)'), widths, 'the status column kept its width')
   const state = await page.evaluate('window.__demo') as DemoState
   const done = state.updates.filter((u) => u.status === 'done')
   t.strictSame(done.map((u) => u.row), Array.from({ length: ROWS }, (_, i) => `row-${i + 1}`), 'every row, in order')
@@ -55,7 +60,11 @@ t.test('click Process: rows update one after another from the tasker, before the
   const tasker = [...dev.api.machines.values()].find((m) => m.metadata.sidecar_pool === 'tasker')
   t.ok(tasker !== undefined, 'the tasker was created')
   t.equal(await page.textContent(`#row-${ROWS}`), `done by ${tasker?.id ?? '?'}`)
-  t.match(await page.textContent('#calls'), new RegExp(`process\\(\\)  200  served by ${tasker?.id ?? '?'} \\(tasker\\), replayed from ${dev.mainMachineId}`))
+  t.match(await page.textContent('#calls'), new RegExp(`process\\(\\)  200  served by ${tasker?.id ?? '?'} \\(tasker\\), replayed from ${dev.mainMachineId} \\(rule livewire-process\\)`))
+  const icon = await fetch(new URL('/favicon.ico', dev.url))
+  t.equal(icon.status, 200, '/favicon.ico is not a 404')
+  t.equal(icon.headers.get('content-type'), 'image/svg+xml')
+  await icon.arrayBuffer()
 
   await page.click('#ping')
   await page.waitForFunction('document.getElementById("calls").textContent.startsWith("ping()")', null, { timeout: 10_000 })
