@@ -324,7 +324,8 @@ function walkMap (node: YamlMap, s: JsonSchema, path: PathSegment[], anchor: Pos
     const sub = prop ?? pat?.[1] ?? (typeof s.additionalProperties === 'object' ? s.additionalProperties : undefined)
     if (sub !== undefined && pat !== undefined && isDedented(entry, sub)) {
       // `size:` under `pools:` rather than under `tasker:`: the key of an entry, dedented.
-      const above = node.entries[i - 1]?.key
+      // The entry they belong to is the nearest one above that is not itself a dedented key.
+      const above = node.entries.slice(0, i).findLast((e) => !isDedented(e, sub))?.key
       const under = above === undefined ? 'the entry it belongs to' : JSON.stringify(above)
       out.push({ pos: entry.keyPos, path: at, message: `must be a map${got(entry.value)}: ${JSON.stringify(entry.key)} is a key inside an entry, not an entry's name; indent it under ${under}` })
     } else if (sub !== undefined && pat !== undefined && entry.value.kind === 'scalar' && entry.value.value === null && node.entries[i + 1] !== undefined && isDedented(node.entries[i + 1] as YamlEntry, sub)) {

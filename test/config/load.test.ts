@@ -232,7 +232,7 @@ const errorCases: Array<{ name: string, yaml: string, env?: NodeJS.ProcessEnv, w
     want: [
       '4:10 pools.tasker: must be a map, got an empty value: the keys below it are not indented under it',
       '5:3 pools.size: must be a map, got 1: "size" is a key inside an entry, not an entry\'s name; indent it under "tasker"',
-      '6:3 pools.autostop: must be a map, got "stop": "autostop" is a key inside an entry, not an entry\'s name; indent it under "size"',
+      '6:3 pools.autostop: must be a map, got "stop": "autostop" is a key inside an entry, not an entry\'s name; indent it under "tasker"',
     ]
   },
   { name: 'rules not list', yaml: APP + 'rules: {}\n', want: ['3:8 rules: must be a list, got a map'] },
