@@ -19,7 +19,7 @@ header .grow{flex:1}header a{color:#c4b5fd}
 main{padding:1rem 1.4rem 3rem;max-width:90rem;margin:0 auto}
 h2{font-size:.8rem;text-transform:uppercase;letter-spacing:.06em;color:var(--muted);margin:1.2rem 0 .6rem}
 h2 small{text-transform:none;letter-spacing:0;font-weight:400}
-#machines{display:grid;grid-template-columns:repeat(auto-fill,minmax(17rem,1fr));gap:.8rem}
+#machines{display:grid;grid-template-columns:repeat(auto-fill,minmax(23rem,1fr));gap:.8rem}
 .card{background:var(--card);border:1px solid var(--line);border-left:4px solid var(--app);border-radius:8px;padding:.7rem .9rem;transition:opacity .3s}
 .card[data-kind=pool]{border-left-color:var(--pool)}
 .card[data-state=destroyed],.card[data-state=destroying]{opacity:.45}
@@ -32,7 +32,7 @@ h2 small{text-transform:none;letter-spacing:0;font-weight:400}
 .state[data-s=starting],.state[data-s=created],.state[data-s=stopping]{background:#fef3c7;color:var(--warn)}
 .state[data-s=failed],.state[data-s=destroyed],.state[data-s=destroying]{background:#fee2e2;color:var(--bad)}
 .card dl{display:grid;grid-template-columns:auto 1fr;gap:.1rem .7rem;margin:0;font-size:.82rem}
-.card dt{color:var(--muted)}.card dd{margin:0;overflow:hidden;text-overflow:ellipsis;white-space:nowrap}
+.card dt{color:var(--muted)}.card dd{margin:0;overflow-wrap:anywhere}
 .mono{font-family:var(--mono);font-size:.8rem}
 .countdown[data-live]{color:var(--warn);font-weight:600}
 #requests{display:flex;flex-direction:column;gap:.5rem}
@@ -53,7 +53,8 @@ h2 small{text-transform:none;letter-spacing:0;font-weight:400}
 .hop[data-unreachable]{border-color:#fca5a5;background:#fff5f5}.hop[data-unreachable] .note{color:var(--bad)}
 .answer{border-radius:6px;padding:.2rem .5rem;font-size:.78rem;border:1px dashed var(--pool);background:#f7f2ff;color:#4c1d95}
 .answer[data-kind=elsewhere]{border-color:var(--warn);background:#fffbeb;color:#78350f}
-.answer code{display:block;font:11px var(--mono);opacity:.85}
+.answer code{display:block;font:11px var(--mono);opacity:.85;max-width:30rem;overflow-wrap:anywhere}
+.back{color:var(--ok);font-size:1rem}
 .fallback{border-radius:6px;padding:.2rem .5rem;font-size:.78rem;border:1px dashed var(--bad);background:#fff5f5;color:var(--bad)}
 .stream{border-radius:6px;padding:.2rem .5rem;font-size:.8rem;background:#ecfdf5;color:var(--ok);border:1px solid #a7f3d0}
 .stream[data-phase=streaming]{animation:pulse 1s ease-in-out infinite}
@@ -187,7 +188,7 @@ function renderRequest (r) {
         ? document.createTextNode('elsewhere bounce: not for this pool')
         : document.createTextNode('fly-replay' + (a.rule ? ' · rule ' + a.rule : '')))
       box.append(el('code', '', 'fly-replay: ' + a.header))
-      route.append(arrow('+' + dur(a.at)), box, arrow(a.kind === 'elsewhere' ? 'replayed' : 'replayed'))
+      route.append(arrow('+' + dur(a.at)), box, arrow('replayed'))
     }
   }
   const s = el('span', 'stream')
@@ -202,7 +203,7 @@ function renderRequest (r) {
     s.append(document.createTextNode((r.phase === 'streaming' ? '⇠ streaming ' : '✓ ' + r.status + ' · ')), c,
       document.createTextNode(' chunk' + (r.chunks === 1 ? '' : 's') + ' · ' + size(r.bytes) + (r.phase === 'done' ? ' · ' + dur(r.ms) : '')))
   }
-  route.append(arrow('←'), s)
+  route.append(el('span', 'back', '⇠'), s)
   row.append(head, route)
 }
 
