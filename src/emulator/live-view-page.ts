@@ -148,7 +148,7 @@ function hopNode (h) {
   n.dataset.pool = pool
   n.dataset.kind = kindOf(pool)
   n.append(el('span', 'mono', h.machine || '(none)'), document.createTextNode(' ' + pool))
-  if (h.created) n.append(el('span', 'note created', 'created for it · up in ' + dur(h.created.ms)))
+  if (h.created) n.append(el('span', 'note created', 'created for this request · started in ' + dur(h.created.ms)))
   if (h.woke) n.append(el('span', 'note woke', 'woken from ' + h.woke.from + (h.woke.ms === null ? '…' : ' in ' + dur(h.woke.ms))))
   if (h.unreachable) { n.dataset.unreachable = h.unreachable.reason; n.append(el('span', 'note', 'unreachable: ' + h.unreachable.reason)) }
   return n

@@ -87,7 +87,7 @@ t.test('the live view draws the tasker being created and process() replayed to i
     e.dataset.machine !== undefined ? e.dataset.via + ':' + e.dataset.machine + ':' + e.dataset.pool : e.dataset.kind !== undefined ? e.dataset.kind + ':' + e.dataset.rule : e.className)`)
   t.strictSame(route, ['node edge', `route:${main}:app`, 'replay:livewire-process', `replay:${tasker}:tasker`])
   t.match(await row.locator('.answer').textContent(), `fly-replay: instance=${tasker};`)
-  t.match(await row.locator(`.hop[data-machine="${tasker}"] .note.created`).textContent(), /^created for it · up in \d/)
+  t.match(await row.locator(`.hop[data-machine="${tasker}"] .note.created`).textContent(), /^created for this request · started in \d/)
 
   // Chunks are counted while the answer streams, not only at its end.
   await live.waitForFunction(`(() => { const c = document.querySelector('.req[data-request="${id}"][data-phase=streaming] .chunks'); return c && Number(c.dataset.chunks) >= 3 })()`, null, { timeout: 30_000 })
@@ -125,6 +125,7 @@ t.test('the live view draws the tasker being created and process() replayed to i
   await late.waitForSelector(`.req[data-request="${bouncedId}"][data-phase=done]`, { timeout: 10_000 })
   t.match(await late.textContent(`.req[data-request="${bouncedId}"] .answer[data-kind=elsewhere]`), 'elsewhere bounce')
   t.equal(await late.getAttribute(`.req[data-request="${bouncedId}"] .hop[data-via=elsewhere]`, 'data-machine'), main)
+  await late.screenshot({ path: `${OUT}live-view-history.png` })
   await Promise.all([live.close(), late.close(), demo.close()])
 })
 
