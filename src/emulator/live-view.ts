@@ -184,7 +184,7 @@ export function createLiveView (options: LiveViewOptions): LiveView {
   }
 
   function putRequest (r: LiveRequest): void {
-    requests.delete(r.id)
+    // An update keeps the request's place: the history stays in order of arrival.
     requests.set(r.id, r)
     if (requests.size > history) requests.delete(requests.keys().next().value as string)
     send('request', r)

@@ -179,3 +179,36 @@ t.test('click Process: rows update one after another from the tasker, before the
   t.ok(existsSync(`${OUT}demo.png`))
   await page.close()
 })
+
+t.test('a replay whose target is gone is drawn as a fly-replay-failed fallback to the replayer', { skip }, async (t) => {
+  const main = dev.mainMachineId
+  const tasker = [...dev.api.machines.values()].find((m) => m.metadata.sidecar_pool === 'tasker')?.id as string
+  const live = await open(dev.liveUrl, 1280, 900)
+  await live.waitForSelector('#conn[data-state=live]')
+  // Gone behind the sidecar's back: its cached pick names a Machine the edge cannot find.
+  await dev.runtime.destroy(tasker)
+  dev.api.setState(tasker, 'destroyed')
+  await live.waitForSelector(`.card[data-machine="${tasker}"][data-state=destroyed]`, { timeout: 10_000 })
+  const res = await fetch(new URL('/livewire/update', dev.url), {
+    method: 'POST',
+    headers: { 'content-type': 'application/json', 'x-livewire': 'true', 'fly-force-instance-id': main },
+    body: JSON.stringify({ components: [{ snapshot: '{}', calls: [{ method: 'process' }] }] }),
+  })
+  t.equal(res.status, 200)
+  await res.arrayBuffer()
+  const id = res.headers.get('fly-request-id') as string
+  const row = `.req[data-request="${id}"]`
+  await live.waitForSelector(`${row}[data-phase=done]`, { timeout: 30_000 })
+  const route = await live.evaluate(`[...document.querySelectorAll('${row} .route > :is(.node, .answer, .fallback)')].map((e) =>
+    e.dataset.machine !== undefined ? e.dataset.via + ':' + e.dataset.machine + (e.dataset.unreachable ? ':unreachable ' + e.dataset.unreachable : '') : e.dataset.kind !== undefined ? e.dataset.kind + ':' + e.dataset.rule : e.className + ' ' + e.textContent)`)
+  t.strictSame(route, [
+    'node edge edge',
+    `route:${main}`,
+    'replay:livewire-process',
+    `replay:${tasker}:unreachable no_candidate`,
+    'fallback fly-replay-failed: no_candidate → back to the replayer',
+    `fallback:${main}`,
+  ])
+  await live.screenshot({ path: `${OUT}live-view-fallback.png` })
+  await live.close()
+})
