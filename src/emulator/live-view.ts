@@ -252,16 +252,16 @@ export function createLiveView (options: LiveViewOptions): LiveView {
     },
     snapshot,
     handle (req, res) {
-      const url = req.url ?? '/'
-      if (!url.startsWith(LIVE_VIEW_PREFIX) && url !== '/_dev') return false
-      const path = url.split('?')[0]
+      const path = (req.url ?? '/').split('?', 1)[0] as string
+      if (path !== '/_dev' && !path.startsWith(LIVE_VIEW_PREFIX)) return false
       if (req.method !== 'GET' && req.method !== 'HEAD') {
         res.writeHead(405, { allow: 'GET, HEAD', 'content-type': 'text/plain; charset=utf-8' }).end('method not allowed\n')
       } else if (path === '/_dev' || path === LIVE_VIEW_PREFIX) {
         res.writeHead(200, { 'content-type': 'text/html; charset=utf-8', 'cache-control': 'no-store', 'content-length': Buffer.byteLength(LIVE_VIEW_HTML) })
         res.end(req.method === 'HEAD' ? undefined : LIVE_VIEW_HTML)
       } else if (path === `${LIVE_VIEW_PREFIX}events` && !closed) {
-        openStream(req, res)
+        if (req.method === 'HEAD') res.writeHead(200, { 'content-type': 'text/event-stream; charset=utf-8', 'cache-control': 'no-store' }).end()
+        else openStream(req, res)
       } else if (path === `${LIVE_VIEW_PREFIX}state`) {
         const body = JSON.stringify(snapshot())
         res.writeHead(200, { 'content-type': 'application/json', 'cache-control': 'no-store', 'content-length': Buffer.byteLength(body) })
