@@ -51,6 +51,8 @@ h2 small{text-transform:none;letter-spacing:0;font-weight:400}
 .hop .note{display:block;font-size:.72rem;color:var(--muted)}
 .hop .note.created{color:var(--pool);font-weight:600}.hop .note.woke{color:var(--warn);font-weight:600}
 .hop[data-unreachable]{border-color:#fca5a5;background:#fff5f5}.hop[data-unreachable] .note{color:var(--bad)}
+.node.creating{border-style:dashed;border-color:var(--pool);color:var(--pool);animation:blink 1s ease-in-out infinite}
+@keyframes blink{50%{opacity:.45}}
 .answer{border-radius:6px;padding:.2rem .5rem;font-size:.78rem;border:1px dashed var(--pool);background:#f7f2ff;color:#4c1d95}
 .answer[data-kind=elsewhere]{border-color:var(--warn);background:#fffbeb;color:#78350f}
 .answer code{display:block;font:11px var(--mono);opacity:.85;max-width:30rem;overflow-wrap:anywhere}
@@ -169,7 +171,7 @@ function renderRequest (r) {
   row.replaceChildren()
   const head = el('div', 'head')
   head.append(el('span', '', clock(r.start)), el('span', 'what', r.method + ' ' + r.path), el('span', 'mono', r.id))
-  head.append(el('span', 'total', r.ms === null ? 'open for ' + dur(Date.now() + offset - r.start) : dur(r.ms) + ' in all'))
+  head.append(el('span', 'total', r.ms === null ? 'open for ' + dur(Math.max(0, Date.now() + offset - r.start)) : dur(r.ms) + ' in all'))
   const route = el('div', 'route')
   route.append(el('span', 'node edge', 'edge'))
   for (const h of r.hops) {
@@ -191,6 +193,16 @@ function renderRequest (r) {
       route.append(arrow('+' + dur(a.at)), box, arrow('replayed'))
     }
   }
+  if (r.phase === 'routing') {
+    // The Machine a sidecar is creating while this request waits for its answer.
+    for (const m of machines.values()) {
+      if (m.createdFor !== r.id || r.hops.some((h) => h.machine === m.id)) continue
+      const c = el('span', 'node creating')
+      c.dataset.machine = m.id
+      c.append(document.createTextNode('creating '), el('span', 'mono', m.id), document.createTextNode(' ' + m.pool + ' · ' + m.state + '…'))
+      route.append(arrow('Machines API'), c)
+    }
+  }
   const s = el('span', 'stream')
   s.dataset.phase = r.phase
   if (r.phase === 'error') {
@@ -208,7 +220,10 @@ function renderRequest (r) {
 }
 
 function snapshot (s) {
-  offset = s.now - Date.now()
+  // Only a real clock difference (a page on another computer) is corrected: on the same one the
+  // difference is the snapshot's delivery time, which would make fresh requests look negative.
+  const diff = s.now - Date.now()
+  offset = Math.abs(diff) > 2000 ? diff : 0
   idleMs = s.idleMs
   $('app').textContent = s.app
   $('idle').textContent = 'autostop after ' + dur(idleMs) + ' without a connection'
@@ -226,7 +241,7 @@ es.addEventListener('machine', (e) => {
   machines.set(m.id, m)
   renderMachine(m)
   // Routes name Machines by pool: redraw the ones that mention a Machine seen for the first time.
-  for (const r of requests.values()) if (r.hops.some((h) => h.machine === m.id)) renderRequest(r)
+  for (const r of requests.values()) if (r.id === m.createdFor || r.hops.some((h) => h.machine === m.id)) renderRequest(r)
 })
 es.addEventListener('request', (e) => { const r = JSON.parse(e.data); requests.set(r.id, r); renderRequest(r) })
 es.onerror = () => { $('conn').dataset.state = 'lost'; $('conn').textContent = 'reconnecting…' }
@@ -237,7 +252,7 @@ setInterval(() => {
   }
   for (const r of requests.values()) if (r.ms === null) {
     const t = document.querySelector('.req[data-request="' + r.id + '"] .total')
-    if (t) t.textContent = 'open for ' + dur(Date.now() + offset - r.start)
+    if (t) t.textContent = 'open for ' + dur(Math.max(0, Date.now() + offset - r.start))
   }
 }, 500)
 </script>
