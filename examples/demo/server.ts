@@ -89,37 +89,82 @@ async function livewireUpdate (req: IncomingMessage, res: ServerResponse): Promi
 // Browsers ask for /favicon.ico on every page; answer with a small icon rather than a 404.
 const favicon = '<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 16 16"><rect width="16" height="16" rx="3" fill="#7b3fe4"/><path d="M4 8h6l-2-2m2 2-2 2" stroke="#fff" stroke-width="1.5" fill="none"/></svg>'
 
+const CUSTOMERS = ['Northwind Traders', 'Blue Heron Bakery', 'Kestrel Logistics', 'Umbra Studio', 'Fjord Outfitters', 'Copperleaf Dental', 'Harbor & Pine', 'Quill Analytics', 'Saffron Kitchen', 'Tern Robotics']
+
 function page (): string {
-  const rowHtml = Array.from({ length: rows }, (_, i) =>
-    `<tr><td>Invoice #${1001 + i}</td><td class="status" id="row-${i + 1}" data-status="pending">pending</td></tr>`).join('\n')
+  const rowHtml = Array.from({ length: rows }, (_, i) => {
+    const amount = (((i * 7919) % 4200) + 180).toLocaleString('en-US', { minimumFractionDigits: 2 })
+    return `<tr><td class="num">INV-${1001 + i}</td><td>${CUSTOMERS[i % CUSTOMERS.length] ?? ''}</td><td class="amount">$${amount}</td>` +
+      `<td class="status" id="row-${i + 1}" data-status="pending">pending</td><td class="machine" id="row-${i + 1}-machine">—</td></tr>`
+  }).join('\n')
   return `<!doctype html>
-<html lang="en"><head><meta charset="utf-8"><link rel="icon" href="/favicon.ico"><title>fly-replay-sidecar demo</title>
+<html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width,initial-scale=1">
+<link rel="icon" href="/favicon.ico"><title>Invoices · Ledgerly (fly-replay-sidecar demo)</title>
 <style>
-body{font:15px/1.4 system-ui,sans-serif;max-width:52rem;margin:2rem auto;padding:0 1rem;color:#222}
-table{border-collapse:collapse;width:100%;margin:1rem 0}td{border-bottom:1px solid #ddd;padding:.4rem .6rem}
-.status{width:14rem;white-space:nowrap;font-variant-numeric:tabular-nums}.status[data-status=processing]{color:#a60}.status[data-status=done]{color:#080;font-weight:600}
-button:disabled{cursor:wait;opacity:.5}button{font:inherit;padding:.4rem 1rem;margin-right:.5rem;cursor:pointer}
-#calls{font:13px/1.5 ui-monospace,monospace;background:#f6f6f6;padding:.6rem;white-space:pre-wrap;min-height:4rem}
-.muted{color:#777}
+:root{--ink:#1d1d27;--muted:#6b6b7b;--line:#e6e6ee;--brand:#7b3fe4;--ok:#15803d;--warn:#b45309}
+*{box-sizing:border-box}
+body{margin:0;font:15px/1.45 system-ui,-apple-system,Segoe UI,sans-serif;color:var(--ink);background:#f6f6f9}
+nav{display:flex;align-items:center;gap:1.4rem;padding:.8rem 2rem;background:#fff;border-bottom:1px solid var(--line)}
+nav .logo{font-weight:700;color:var(--brand);font-size:1.1rem;margin-right:1rem}
+nav a{color:var(--muted);text-decoration:none}nav a.here{color:var(--ink);font-weight:600}
+nav .grow{flex:1}
+nav a.live{color:#fff;background:var(--brand);padding:.3rem .8rem;border-radius:6px;font-weight:600}
+main{max-width:64rem;margin:1.6rem auto;padding:0 1.5rem}
+h1{margin:0 0 .2rem;font-size:1.6rem}
+.sub{color:var(--muted);margin:0 0 1.2rem}
+.tiles{display:grid;grid-template-columns:repeat(3,1fr);gap:1rem;margin-bottom:1.2rem}
+.tile{background:#fff;border:1px solid var(--line);border-radius:10px;padding:.8rem 1rem}
+.tile b{display:block;font-size:1.3rem}.tile span{color:var(--muted);font-size:.85rem}
+.panel{background:#fff;border:1px solid var(--line);border-radius:10px;padding:1rem 1.2rem}
+.toolbar{display:flex;align-items:center;gap:.5rem;margin-bottom:.6rem}
+button{font:inherit;padding:.45rem 1rem;border-radius:6px;border:1px solid var(--line);background:#fff;cursor:pointer}
+button.primary{background:var(--brand);border-color:var(--brand);color:#fff;font-weight:600}
+button:disabled{cursor:wait;opacity:.5}
+#stream-state{color:var(--muted);font-size:.85rem;margin-left:.5rem}
+table{border-collapse:collapse;width:100%;table-layout:fixed}
+th{text-align:left;font-size:.75rem;text-transform:uppercase;letter-spacing:.05em;color:var(--muted);font-weight:600;padding:.5rem .6rem;border-bottom:1px solid var(--line)}
+td{border-bottom:1px solid var(--line);padding:.55rem .6rem}
+.num{font-family:ui-monospace,monospace;font-size:.88rem}.amount{text-align:right;font-variant-numeric:tabular-nums}
+.status{white-space:nowrap;overflow:hidden;text-overflow:ellipsis;font-variant-numeric:tabular-nums}
+.status[data-status=processing]{color:var(--warn)}.status[data-status=done]{color:var(--ok);font-weight:600}
+.machine{white-space:nowrap;overflow:hidden;text-overflow:ellipsis;font:13px ui-monospace,monospace;color:var(--muted)}
+.machine[data-pool=tasker]{color:var(--brand);font-weight:600}
+h2{font-size:.9rem;margin:1.4rem 0 .4rem}
+#calls{font:13px/1.5 ui-monospace,monospace;background:#fff;border:1px solid var(--line);border-radius:10px;padding:.7rem .9rem;white-space:pre-wrap;min-height:3.5rem;color:#333}
+.how{color:var(--muted);font-size:.88rem}
+footer{color:var(--muted);font-size:.82rem;max-width:64rem;margin:1.5rem auto 2rem;padding:0 1.5rem}
 </style></head><body>
-<h1>Livewire-style demo</h1>
-<p class="muted">This page was served by Machine <b id="page-machine">${machine}</b> (pool <b>${pool}</b>).
-<b>Process</b> sends one <code>POST /livewire/update</code> calling <code>process()</code>: the sidecar
-replays it to the <i>tasker</i> Machine, whose answer streams back one row at a time.
-<b>Refresh</b> and <b>Ping</b> call other methods and stay on the app Machines.</p>
-<div><button id="process">Process</button><button id="refresh">Refresh</button><button id="ping">Ping</button>
-<span id="stream-state" class="muted"></span></div>
-<table><tbody>
+<nav><span class="logo">Ledgerly</span><a href="#">Dashboard</a><a class="here" href="#">Invoices</a><a href="#">Customers</a><a href="#">Reports</a>
+<span class="grow"></span><a class="live" id="live-link" href="/_dev/" target="_blank" rel="noopener">Live view ↗</a></nav>
+<main>
+<h1>Invoices</h1>
+<p class="sub">Processing renders each invoice's PDF and emails it: heavy work that runs on a <i>tasker</i> Machine, not on the one serving this page.</p>
+<div class="tiles"><div class="tile"><span>Waiting to be processed</span><b id="pending-count">${rows}</b></div>
+<div class="tile"><span>Processed in this session</span><b id="done-count">0</b></div>
+<div class="tile"><span>Page served by</span><b class="num" id="page-machine-tile">${machine}</b></div></div>
+<div class="panel">
+<div class="toolbar"><button class="primary" id="process">Process invoices</button><button id="refresh">Refresh</button><button id="ping">Ping</button>
+<span id="stream-state"></span></div>
+<table><colgroup><col style="width:7rem"><col><col style="width:8rem"><col style="width:13rem"><col style="width:14rem"></colgroup>
+<thead><tr><th>Invoice</th><th>Customer</th><th class="amount">Amount</th><th>Status</th><th>Streamed by Machine</th></tr></thead><tbody>
 ${rowHtml}
 </tbody></table>
-<h3>Calls</h3>
+</div>
+<h2>Calls</h2>
 <div id="calls"></div>
+<p class="how"><b>Process invoices</b> sends one Livewire <code>POST /livewire/update</code> calling <code>process()</code>: the
+sidecar answers <code>fly-replay</code> and the edge replays it to the <i>tasker</i> Machine, whose answer streams back one
+row at a time. <b>Refresh</b> and <b>Ping</b> call other methods and stay on the app Machines. The
+<a href="/_dev/" target="_blank" rel="noopener">live view</a> draws each request's way through the Machines as it happens.</p>
+</main>
+<footer>This page was served by Machine <b id="page-machine">${machine}</b> (pool <b>${pool}</b>). A demo of fly-replay-sidecar; run with <code>npm start</code>.</footer>
 <script>
 // What the browser test reads: each row update with its time, and when the stream ended.
 window.__demo = { updates: [], streams: [] }
 const snapshot = JSON.stringify({ data: { rows: ${rows} }, memo: { id: 'demo-rows', name: 'rows' }, checksum: 'demo' })
 const log = (line) => { const el = document.getElementById('calls'); el.textContent = line + '\\n' + el.textContent }
-const short = (id) => id ?? '-'
+let streamer = null
+let processed = 0
 function describe (r) {
   let s = 'served by ' + r.machine + ' (' + r.pool + ')'
   if (r.replaySrc) {
@@ -137,9 +182,25 @@ function describe (r) {
 function apply (chunk) {
   const b = chunk.body
   const el = document.getElementById(b.name)
-  if (!el) { if (b.name === 'served-by') document.getElementById('stream-state').textContent = 'streaming from ' + b.content; return }
-  el.textContent = b.content
+  if (!el) {
+    if (b.name === 'served-by') {
+      // "<id> (<pool>)": the Machine streaming this answer.
+      const m = /^(\\S+) \\((.+)\\)$/.exec(b.content) || [null, b.content, '']
+      streamer = { id: m[1], pool: m[2] }
+      document.getElementById('stream-state').textContent = 'streaming from ' + b.content
+    }
+    return
+  }
   el.dataset.status = b.content.startsWith('done') ? 'done' : 'processing'
+  // "done by <id>": the Machine goes in its own column.
+  el.textContent = el.dataset.status === 'done' ? 'done' : b.content
+  const cell = document.getElementById(b.name + '-machine')
+  if (cell && streamer) { cell.textContent = streamer.id + ' · ' + streamer.pool; cell.dataset.pool = streamer.pool; cell.dataset.machine = streamer.id }
+  if (el.dataset.status === 'done') {
+    processed++
+    document.getElementById('done-count').textContent = String(processed)
+    document.getElementById('pending-count').textContent = String(document.querySelectorAll('.status:not([data-status=done])').length)
+  }
   window.__demo.updates.push({ row: b.name, status: el.dataset.status, t: performance.now() })
 }
 async function call (method) {
@@ -179,7 +240,10 @@ document.getElementById('process').onclick = async () => {
   const button = document.getElementById('process')
   if (button.disabled) return
   button.disabled = true
+  streamer = null
   for (const el of document.querySelectorAll('.status')) { el.textContent = 'pending'; el.dataset.status = 'pending' }
+  for (const el of document.querySelectorAll('.machine')) { el.textContent = '—'; delete el.dataset.pool; delete el.dataset.machine }
+  document.getElementById('pending-count').textContent = String(${rows})
   try { await call('process') } finally { button.disabled = false }
 }
 document.getElementById('refresh').onclick = () => call('$refresh')

@@ -11,6 +11,8 @@ import type { FakeMachine, MachinesApi } from './machines-api.ts'
 import { startEdge } from './edge.ts'
 import type { Edge, EdgeEvent, EdgeFleet } from './edge.ts'
 import { createRuntime } from './runtime.ts'
+import { createLiveView, LIVE_VIEW_PREFIX } from './live-view.ts'
+import type { LiveView } from './live-view.ts'
 import type { MachineSpec, Runtime } from './runtime.ts'
 import { SidecarError, isSidecarError } from '../errors.ts'
 import { loadConfig } from '../config/load.ts'
@@ -62,6 +64,9 @@ export interface DevOptions {
 export interface DevEmulator {
   /** The edge: what to open in a browser. */
   readonly url: string
+  /** The live view of Machines and requests (served by the edge under /_dev/). */
+  readonly liveUrl: string
+  readonly live: LiveView
   readonly apiUrl: string
   readonly api: MachinesApi
   readonly runtime: Runtime
@@ -102,6 +107,13 @@ export async function runDev (options: DevOptions = {}): Promise<DevEmulator> {
   const command = [...(options.sidecarCommand ?? defaultSidecarCommand()), '--config', config, ...(appCommand.length > 0 ? ['--', ...appCommand] : [])]
   const token = `FlyV1 fm2_emulator_${randomBytes(12).toString('hex')}`
   const events: EdgeEvent[] = []
+  const idleMs = options.idleMs ?? DEFAULT_IDLE_MS
+  let mainCreated = false
+  const live = createLiveView({
+    app: appName,
+    idleMs,
+    states: () => api.machines.values(),
+  })
   const startErrors = new Map<string, unknown>()
 
   let edge: Edge | undefined
@@ -148,12 +160,31 @@ export async function runDev (options: DevOptions = {}): Promise<DevEmulator> {
     token,
     region,
     runtime: {
-      onCreate: (m) => { log('machines', `created ${label(m.id)} image=${m.config.image ?? '?'}`) },
+      onCreate: (m) => {
+        log('machines', `created ${label(m.id)} image=${m.config.image ?? '?'}`)
+        live.created({
+          id: m.id,
+          pool: m.metadata.sidecar_pool ?? m.metadata.fly_process_group ?? 'app',
+          state: m.state,
+          image: m.config.image ?? '',
+          region: m.region,
+          createdAt: Date.parse(m.created_at),
+          autostop: specFor(m).autostop,
+          // The first Machine is made by dev itself; the others by a sidecar, inferred by the live view.
+          ...(mainCreated ? {} : { createdBy: 'dev' }),
+        })
+        mainCreated = true
+      },
       onStart: async (m) => {
         log('machines', `starting ${label(m.id)}`)
+        live.machine({ id: m.id, state: 'starting' })
+        const began = Date.now()
         try {
           const url = await runtime.start(specFor(m))
           log('machines', `started ${label(m.id)} at ${url} (pid ${String(runtime.pid(m.id))})`)
+          // The runtime arms its idle timer as the Machine starts: the countdown starts here too.
+          const autostop = specFor(m).autostop
+          live.machine({ id: m.id, state: 'started', startMs: Date.now() - began, idleAt: autostop && theEdgeActive(m.id) === 0 ? Date.now() + idleMs : null })
         } catch (err) {
           // The API marks the Machine failed; say why here, where the user looks.
           startErrors.set(m.id, err)
@@ -163,10 +194,12 @@ export async function runDev (options: DevOptions = {}): Promise<DevEmulator> {
       },
       onStop: async (m) => {
         log('machines', `stopping ${label(m.id)}`)
+        live.machine({ id: m.id, state: m.state, idleAt: null })
         await runtime.stop(m.id)
         log('machines', `stopped ${label(m.id)}`)
       },
       onDestroy: async (m) => {
+        live.machine({ id: m.id, state: m.state, idleAt: null })
         await runtime.destroy(m.id)
         log('machines', `destroyed ${label(m.id)}`)
       },
@@ -175,11 +208,11 @@ export async function runDev (options: DevOptions = {}): Promise<DevEmulator> {
   const runtime = createRuntime({
     command,
     ...(options.cwd === undefined ? {} : { cwd: options.cwd }),
-    idleMs: options.idleMs ?? DEFAULT_IDLE_MS,
+    idleMs,
     ...(options.readyTimeoutMs === undefined ? {} : { readyTimeoutMs: options.readyTimeoutMs }),
     ...(options.killTimeoutMs === undefined ? {} : { killTimeoutMs: options.killTimeoutMs }),
     onIdle: (id) => {
-      log('autostop', `${label(id)} had no connection for ${Math.round((options.idleMs ?? DEFAULT_IDLE_MS) / 100) / 10} s: stopping it`)
+      log('autostop', `${label(id)} had no connection for ${Math.round(idleMs / 100) / 10} s: stopping it`)
       // As Fly Proxy does: the stop goes through the Machines API, so its state is right.
       apiCall('POST', `/${id}/stop`, {}).catch((err: unknown) => log('autostop', `stop of ${label(id)} failed: ${String(err)}`))
     },
@@ -212,32 +245,42 @@ export async function runDev (options: DevOptions = {}): Promise<DevEmulator> {
         await new Promise((resolve) => setTimeout(resolve, WAKE_POLL_MS))
       }
     },
-    activity: (id, active) => runtime.activity(id, active),
+    activity: (id, active) => {
+      runtime.activity(id, active)
+      // The same rule as the runtime's idle timer: it runs while a started autostop Machine has no exchange open.
+      const m = api.machines.get(id)
+      const counting = m !== undefined && m.state === 'started' && active === 0 && specFor(m).autostop
+      live.machine({ id, inFlight: active, idleAt: counting ? Date.now() + idleMs : null })
+    },
   }
+  const theEdgeActive = (id: string): number => edge?.active(id) ?? 0
 
   const onEvent = (e: EdgeEvent): void => {
     events.push(e)
     if (events.length > EVENTS_KEPT) events.shift()
+    live.edgeEvent(e)
     const what = `${e.method} ${e.path}`
     switch (e.type) {
       case 'route': log('edge', `${what} → ${label(e.machine)}`); break
       case 'replay': log('replay', `${what}: ${label(e.machine)} answered fly-replay${e.reason === 'elsewhere' ? ' elsewhere=true' : ''} → ${label(e.target)}${e.state === undefined ? '' : ` state=${e.state}`} (hop ${String(e.hop)})`); break
       case 'wake': log('edge', `${what}: ${label(e.machine)} is ${String(e.reason)}, waking it`); break
+      case 'ready': log('edge', `${what}: ${label(e.machine)} woke in ${String(e.ms)} ms`); break
       case 'fallback': log('fallback', `${what}: ${label(e.target)} unreachable (${String(e.reason)}) → back to ${label(e.machine)} with fly-replay-failed`); break
       case 'done': log('edge', `${what} ← ${String(e.status)} from ${label(e.machine)} in ${String(e.ms)} ms, ${String(e.bytes)} bytes`); break
       case 'error': log('edge', `${what} ← ${String(e.status)} ${String(e.reason)}`); break
-      case 'served': break
+      case 'served': case 'chunk': break
     }
   }
 
   const closeAll = async (): Promise<void> => {
+    live.close()
     await edge?.close()
     await runtime.close()
     await api.close()
   }
 
   try {
-    edge = await startEdge({ app: appName, region, fleet, onEvent, host: options.host ?? '127.0.0.1', port: options.port ?? DEFAULT_DEV_PORT })
+    edge = await startEdge({ app: appName, region, fleet, onEvent, intercept: live.handle, host: options.host ?? '127.0.0.1', port: options.port ?? DEFAULT_DEV_PORT })
   } catch (err) {
     await closeAll()
     throw new SidecarError('SIDECAR_ERR_EMULATOR_SETUP', [`the edge cannot listen on port ${String(options.port ?? DEFAULT_DEV_PORT)} (${err instanceof Error ? err.message : String(err)})`], { cause: err })
@@ -281,6 +324,8 @@ export async function runDev (options: DevOptions = {}): Promise<DevEmulator> {
 
   return {
     url: theEdge.url,
+    liveUrl: `${theEdge.url}${LIVE_VIEW_PREFIX}`,
+    live,
     apiUrl: api.url,
     api,
     runtime,
@@ -377,6 +422,7 @@ export async function main (argv: readonly string[], io: DevIo = { stdout: proce
   io.stdout.write([
     '',
     `  fly-replay-sidecar dev: open ${dev.url}`,
+    `  live view of Machines and replays: ${dev.liveUrl}`,
     `  Machines API ${dev.apiUrl}, first app Machine ${dev.mainMachineId}`,
     `  idle Machines with autostop stop after ${Math.round((options.idleMs ?? DEFAULT_IDLE_MS) / 100) / 10} s; Ctrl-C stops everything`,
     '',

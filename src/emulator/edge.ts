@@ -40,7 +40,14 @@ export interface EdgeFleet {
 
 /** One line of the edge's story of a request; `dev` prints these and tests read them. */
 export interface EdgeEvent {
-  readonly type: 'route' | 'replay' | 'wake' | 'fallback' | 'served' | 'done' | 'error'
+  /**
+   * route: sent to a Machine; replay: a Machine answered fly-replay; wake: a Machine is started for
+   * it; ready: the woken Machine took the request (`ms` = how long the wake took); fallback: the
+   * replay target could not be reached; served: a Machine's answer starts; chunk: response bytes
+   * streamed so far (at most one event per 100 ms); done: the response ended; error: the edge
+   * answered an error itself.
+   */
+  readonly type: 'route' | 'replay' | 'wake' | 'ready' | 'fallback' | 'served' | 'chunk' | 'done' | 'error'
   /** The `fly-request-id` the edge gave the client request (the same on every hop). */
   readonly requestId: string
   readonly method: string
@@ -54,10 +61,19 @@ export interface EdgeEvent {
   readonly status?: number
   /** replay: `elsewhere` for elsewhere=true; wake: the state it was in; fallback: timeout | no_candidate; error: the code and message. */
   readonly reason?: string
-  /** done: milliseconds from the request's arrival to the end of the response. */
+  /** done: milliseconds from the request's arrival to the end of the response; ready: the wake's duration. */
   readonly ms?: number
   readonly bytes?: number
+  /** chunk, done: response chunks streamed so far. */
+  readonly chunks?: number
+  /** replay: the instruction as the Machine sent it (the `fly-replay` header, or the JSON body). */
+  readonly header?: string
+  /** When it happened (ms since the epoch). */
+  readonly at: number
 }
+
+/** Response chunks are reported at most this often (the live view counts them while they stream). */
+const CHUNK_EVENT_MS = 100
 
 export interface EdgeOptions {
   readonly app: string
@@ -70,6 +86,11 @@ export interface EdgeOptions {
   readonly maxReplayBodyBytes?: number
   readonly defaultReplayTimeoutMs?: number
   readonly onEvent?: (event: EdgeEvent) => void
+  /**
+   * Called first for every plain HTTP request; when it returns true it has answered the request
+   * itself and the edge neither routes nor reports it (`dev` serves its live view this way).
+   */
+  readonly intercept?: (req: IncomingMessage, res: ServerResponse) => boolean
 }
 
 export interface Edge {
@@ -244,7 +265,8 @@ export async function startEdge (options: EdgeOptions): Promise<Edge> {
   const maxBody = options.maxReplayBodyBytes ?? MAX_REPLAY_BODY_BYTES
   const defaultTimeout = options.defaultReplayTimeoutMs ?? DEFAULT_REPLAY_TIMEOUT_MS
   const fleet = options.fleet
-  const emit = options.onEvent ?? (() => {})
+  const onEvent = options.onEvent
+  const emit = (e: Omit<EdgeEvent, 'at'>): void => { onEvent?.({ ...e, at: Date.now() }) }
   const activeCount = new Map<string, number>()
   let roundRobin = 0
   const openSockets = new Set<Duplex>()
@@ -324,8 +346,10 @@ export async function startEdge (options: EdgeOptions): Promise<Edge> {
         const left = deadline - Date.now()
         if (left <= 0) return { kind: 'unreachable', machine: machineId, reason: 'timeout' }
         const timer = setTimeout(() => waker.abort(), left)
+        const wakeStart = Date.now()
         try {
           url = await fleet.wake(machineId, waker.signal)
+          emit({ type: 'ready', requestId: inb.requestId, method: inb.method, path: inb.path, machine: machineId, ms: Date.now() - wakeStart })
         } catch {
           if (Date.now() >= deadline) return { kind: 'unreachable', machine: machineId, reason: 'timeout' }
           await sleep(Math.min(WAKE_RETRY_MS, Math.max(0, deadline - Date.now())))
@@ -375,11 +399,11 @@ export async function startEdge (options: EdgeOptions): Promise<Edge> {
     inb.rest.resume()
   }
 
-  async function replayInstruction (res: IncomingMessage): Promise<ReplayInstruction | undefined> {
+  async function replayInstruction (res: IncomingMessage): Promise<{ instr: ReplayInstruction, raw: string } | undefined> {
     const h = res.headers['fly-replay']
     if (typeof h === 'string' && h.trim() !== '') {
       res.resume()
-      return parseReplayHeader(h)
+      return { instr: parseReplayHeader(h), raw: h }
     }
     const ct = String(res.headers['content-type'] ?? '').split(';')[0]?.trim().toLowerCase()
     if (ct !== 'application/vnd.fly.replay+json') return undefined
@@ -390,9 +414,10 @@ export async function startEdge (options: EdgeOptions): Promise<Edge> {
       if (size > MAX_REPLAY_JSON_BYTES) throw new EdgeHttpError(502, 'PA03', 'fly-replay JSON body too large')
       chunks.push(c)
     }
-    const r = parseReplayJson(Buffer.concat(chunks).toString('utf8'))
+    const raw = Buffer.concat(chunks).toString('utf8')
+    const r = parseReplayJson(raw)
     if (r === undefined) throw new EdgeHttpError(502, 'PA03', 'invalid fly-replay JSON body')
-    return r
+    return { instr: r, raw }
   }
 
   /** Routes a request through as many replays as it takes, up to the final response head. */
@@ -428,8 +453,9 @@ export async function startEdge (options: EdgeOptions): Promise<Edge> {
 
     let current: Exclude<Exchange, { kind: 'unreachable' }> = ex
     for (;;) {
-      const instr: ReplayInstruction | undefined = current.kind === 'response' ? await replayInstruction(current.res) : undefined
-      if (instr === undefined) return current
+      const answered = current.kind === 'response' ? await replayInstruction(current.res) : undefined
+      if (answered === undefined) return current
+      const instr = answered.instr
       current.release()
       const origin = current.machine
       if (fallbackSent) throw new EdgeHttpError(502, 'PA03', `Machine ${origin} answered fly-replay to a replay fallback, which cannot replay again`)
@@ -465,7 +491,7 @@ export async function startEdge (options: EdgeOptions): Promise<Edge> {
         if (instr.preferInstance !== undefined) unavailableNote = instr.preferInstance
         target = pickAny(instr.elsewhere ? new Set([origin]) : new Set())?.id
       }
-      emit({ type: 'replay', requestId: inb.requestId, method: inb.method, path, machine: origin, target: target ?? '', ...(state !== undefined ? { state } : {}), ...(instr.elsewhere ? { reason: 'elsewhere' } : {}), hop: hops })
+      emit({ type: 'replay', requestId: inb.requestId, method: inb.method, path, machine: origin, target: target ?? '', ...(state !== undefined ? { state } : {}), ...(instr.elsewhere ? { reason: 'elsewhere' } : {}), hop: hops, header: answered.raw })
       if (unavailableNote !== undefined) extra['fly-preferred-instance-unavailable'] = unavailableNote
 
       let next: Exchange = target === undefined
@@ -567,14 +593,25 @@ export async function startEdge (options: EdgeOptions): Promise<Edge> {
       // Each chunk goes out as it arrives: no buffering of streamed responses.
       res.flushHeaders()
       let bytes = 0
+      let chunks = 0
+      let reported = 0
       let finished = false
       const done = (): void => {
         if (finished) return
         finished = true
         ex.release()
-        emit({ type: 'done', requestId: inbound.requestId, method: inbound.method, path: inbound.path, machine: ex.machine, status: up.statusCode ?? 502, ms: Date.now() - inbound.start, bytes })
+        emit({ type: 'done', requestId: inbound.requestId, method: inbound.method, path: inbound.path, machine: ex.machine, status: up.statusCode ?? 502, ms: Date.now() - inbound.start, bytes, chunks })
       }
-      up.on('data', (c: Buffer) => { bytes += c.length; if (!res.write(c)) { up.pause(); res.once('drain', () => up.resume()) } })
+      up.on('data', (c: Buffer) => {
+        bytes += c.length
+        chunks++
+        // Throttled: a large download must not become thousands of events.
+        if (onEvent !== undefined && Date.now() - reported >= CHUNK_EVENT_MS) {
+          reported = Date.now()
+          emit({ type: 'chunk', requestId: inbound.requestId, method: inbound.method, path: inbound.path, machine: ex.machine, bytes, chunks })
+        }
+        if (!res.write(c)) { up.pause(); res.once('drain', () => up.resume()) }
+      })
       up.on('end', () => { res.end(); done() })
       // A Machine that aborts mid-stream must not look like a complete answer to the client.
       up.on('close', () => { if (!up.complete) res.destroy(); done() })
@@ -625,7 +662,11 @@ export async function startEdge (options: EdgeOptions): Promise<Edge> {
     }
   }
 
-  const server = http.createServer((req, res) => { void onRequest(req, res) })
+  const intercept = options.intercept
+  const server = http.createServer((req, res) => {
+    if (intercept !== undefined && intercept(req, res)) return
+    void onRequest(req, res)
+  })
   server.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) => { void onUpgrade(req, socket, head) })
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject)

@@ -31,7 +31,11 @@ t.test('dev prints the URL, serves the demo, and SIGINT ends every process', asy
   })
   const page = await fetch(url)
   t.equal(page.status, 200)
-  t.match(await page.text(), 'Livewire-style demo')
+  t.match(await page.text(), '<title>Invoices · Ledgerly (fly-replay-sidecar demo)</title>')
+  t.match(out, `live view of Machines and replays: ${url}/_dev/`)
+  const live = await fetch(`${url}/_dev/`)
+  t.equal(live.status, 200)
+  t.match(await live.text(), '<title>live view · fly-replay-sidecar dev</title>')
   t.match(out, /machines\s+created \w+ \(app\) image=registry\.fly\.io\/demo:deployment-dev/)
   // The log line comes when the response has ended, a moment after the client has it all.
   const deadline = Date.now() + 5_000

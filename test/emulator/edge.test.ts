@@ -91,7 +91,7 @@ t.test('a plain request is served by a Machine with Fly request headers', async 
   t.equal(hit?.headers['fly-region'], 'dev')
   t.equal(hit?.headers['fly-client-ip'], '127.0.0.1')
   t.equal(hit?.headers['x-forwarded-for'], '10.0.0.9, 127.0.0.1')
-  t.strictSame(events.map((e) => e.type), ['route', 'served', 'done'])
+  t.strictSame(events.map((e) => e.type), ['route', 'served', 'chunk', 'done'])
 })
 
 t.test('header fly-replay: instance= replays method, path, body and adds fly-replay-src', async (t) => {
