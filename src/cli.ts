@@ -119,9 +119,10 @@ export async function main (argv: readonly string[], io: Io = { stdout: process.
   }
 }
 
-// Run when executed (node src/cli.ts, the npm bin, or the bundle), not when imported by tests.
+// Run when executed (node src/cli.ts, the npm bin bin/fly-replay-sidecar.js, or the bundle's
+// fly-replay-sidecar.mjs), not when imported by tests.
 const entry = process.argv[1]
-if (entry !== undefined && /(?:^|[/\\])(?:cli\.[jt]s|fly-replay-sidecar(?:\.mjs)?)$/.test(entry)) {
+if (entry !== undefined && /(?:^|[/\\])(?:cli\.[jt]s|fly-replay-sidecar(?:\.m?js)?)$/.test(entry)) {
   main(process.argv.slice(2)).then((code) => { process.exit(code) }, (err: unknown) => {
     const msg = isSidecarError(err) ? `${err.code}: ${err.message}` : err instanceof Error ? err.message : String(err)
     process.stderr.write(`fly-replay-sidecar: ${msg}\n`)
