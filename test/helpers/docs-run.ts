@@ -72,11 +72,11 @@ export interface Spawned {
 
 /**
  * Runs a command line with sh in its own process group, as a terminal's shell runs a job. A
- * simple command is exec'd, so the group's leader is the command itself, as in a terminal,
+ * simple command (not a builtin) is exec'd, so the group's leader is the command itself, as in a terminal,
  * where a Ctrl-C does not end the interactive shell.
  */
 export function runShell (command: string, cwd: string, env: NodeJS.ProcessEnv): Spawned {
-  const simple = !/&&|\|\||;|\||^\(/.test(command)
+  const simple = !/&&|\|\||;|\||^\(|^cd /.test(command)
   const child = spawn('sh', ['-c', simple ? `exec ${command}` : command], { cwd, env, stdio: ['ignore', 'pipe', 'pipe'], detached: true })
   let out = ''
   const waiters = new Set<() => void>()
