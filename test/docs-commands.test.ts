@@ -51,6 +51,7 @@ const npmStart: Runner = async (t, command, where) => {
   const run = runShell(command, where.checkout, userEnv(where.scratch, { PORT: '0' }))
   t.teardown(() => signalGroup(run, 'SIGKILL'))
   const url = (await run.waitFor(/open (http:\/\/127\.0\.0\.1:\d+)/, 60_000))[1] as string
+  t.not(url, 'http://127.0.0.1:3000', 'dev took its port from $PORT')
   const page = await fetch(url, { signal: AbortSignal.timeout(10_000) })
   t.equal(page.status, 200)
   t.match(await page.text(), 'Livewire-style demo')
