@@ -1,6 +1,13 @@
 // The config an emulated Machine's sidecar runs: the file's, with that Machine's ports and the
-// emulator's Machines API in place of what the file says for Fly; nothing else changes.
+// emulator's Machines API in place of what the file says for Fly; nothing else changes, and a
+// reload of the file keeps them.
 import t from 'tap'
+import { spawn } from 'node:child_process'
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import path from 'node:path'
+import { fileURLToPath } from 'node:url'
+import { deadPort } from '../helpers/net.ts'
 import { parseConfig } from '../../src/config/load.ts'
 import { emulatedConfig } from '../../src/emulator/machine.ts'
 
@@ -48,4 +55,37 @@ t.test('a Machine started without its ports or API is a setup error, not a wrong
   }
   // Without an app command APP_PORT is not needed.
   t.equal(emulatedConfig(file, { ...ENV, APP_PORT: undefined }, false).app.url, 'http://127.0.0.1:8081')
+})
+
+t.test('an emulated Machine keeps its ports across a config reload', async (t) => {
+  const dir = mkdtempSync(path.join(tmpdir(), 'emulated-machine-'))
+  t.teardown(() => rmSync(dir, { recursive: true, force: true }))
+  const file = path.join(dir, 'routes.yaml')
+  // The file's app port has nothing on it: only the Machine's $APP_PORT has the app.
+  const yaml = `app:\n  url: http://127.0.0.1:${await deadPort()}\n  drain-timeout: 200ms\n  stop-timeout: 1s\n`
+  writeFileSync(file, yaml)
+  const env = { PATH: process.env.PATH, PORT: String(await deadPort()), METRICS_PORT: String(await deadPort()), APP_PORT: String(await deadPort()), FLY_API_URL: `http://127.0.0.1:${await deadPort()}` }
+  const cli = fileURLToPath(new URL('../../src/cli.ts', import.meta.url))
+  const app = fileURLToPath(new URL('../fixtures/cli/app.mjs', import.meta.url))
+  const child = spawn(process.execPath, [cli, 'dev', '--emulated-machine', '--config', file, '--', process.execPath, app], { env, stdio: ['ignore', 'pipe', 'pipe'] })
+  t.teardown(() => { child.kill('SIGKILL') })
+  let out = ''
+  child.stdout.setEncoding('utf8').on('data', (s: string) => { out += s })
+  const health = async (): Promise<number> => (await fetch(`http://127.0.0.1:${env.PORT}/_sidecar/health`).catch(() => ({ status: 0 }))).status
+  const until = async (what: string, check: () => Promise<boolean> | boolean): Promise<void> => {
+    const deadline = Date.now() + 20_000
+    while (!await check()) {
+      if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}:\n${out}`)
+      await new Promise((resolve) => setTimeout(resolve, 50))
+    }
+  }
+  await until('the app up', async () => await health() === 200)
+  t.match(out, `"address":"127.0.0.1:${env.PORT}","app":"http://127.0.0.1:${env.APP_PORT}"`, 'listens on $PORT, proxies to $APP_PORT')
+  t.equal((await fetch(`http://127.0.0.1:${env.METRICS_PORT}/metrics`)).status, 200, 'metrics on $METRICS_PORT')
+  writeFileSync(file, `${yaml}rules:\n  - match: { path: /x }\n    to: app\n`)
+  await until('the reload', () => out.includes('"msg":"config reloaded"'))
+  t.equal(await health(), 200, 'the health check still probes the app on $APP_PORT')
+  const exit = new Promise((resolve) => child.once('exit', resolve))
+  child.kill('SIGTERM')
+  await exit
 })
