@@ -11,6 +11,8 @@ import { startSidecar } from './sidecar.ts'
 import { isSidecarError } from './errors.ts'
 import { configOption } from './commands/_config.ts'
 import { suggest } from './suggest.ts'
+import type { Config } from './config/types.ts'
+import { MACHINE_ARG } from './emulator/machine.ts'
 
 const USAGE = `usage:
   fly-replay-sidecar [--config FILE] [-- <app command> [args...]]
@@ -19,7 +21,8 @@ const USAGE = `usage:
   fly-replay-sidecar dev [--help]          run the local Fly emulator with the demo app
   fly-replay-sidecar --version
 
-The config file defaults to $SIDECAR_CONFIG, else config/routes.yaml.`
+The config file defaults to $SIDECAR_CONFIG, else config/routes.yaml. The app command runs
+as given, without a shell: $VARS in it are not expanded (use sh -c '...' for that).`
 
 const COMMANDS = ['check', 'explain', 'dev', 'help'] as const
 
@@ -54,7 +57,8 @@ function version (): string {
   return pkg.version
 }
 
-async function run (argv: readonly string[], io: Io): Promise<number> {
+/** Runs the sidecar; `adjust` changes the loaded config (and every reload) for an emulated Machine. */
+async function run (argv: readonly string[], io: Io, adjust?: (config: Config, runsApp: boolean) => Config): Promise<number> {
   const parsed = parseRunArgs(argv)
   if ('error' in parsed) {
     io.stderr.write(`fly-replay-sidecar: ${parsed.error}\n${USAGE}\n`)
@@ -64,6 +68,7 @@ async function run (argv: readonly string[], io: Io): Promise<number> {
   let config
   try {
     config = await loadConfig(file, process.env)
+    if (adjust !== undefined) config = adjust(config, parsed.command.length > 0)
   } catch (err) {
     if (isSidecarError(err)) {
       // The message lists every problem as file:line:column: path: message.
@@ -78,6 +83,7 @@ async function run (argv: readonly string[], io: Io): Promise<number> {
     logger,
     ...(parsed.command.length > 0 ? { command: parsed.command } : {}),
     watchConfig: true,
+    ...(adjust === undefined ? {} : { adjust: (c: Config) => adjust(c, parsed.command.length > 0) }),
   })
   const onStop = (signal: NodeJS.Signals): void => { void sidecar.shutdown(signal) }
   process.on('SIGTERM', onStop)
@@ -102,6 +108,11 @@ export async function main (argv: readonly string[], io: Io = { stdout: process.
       return runExplain(rest, io)
     }
     case 'dev': {
+      if (rest[0] === MACHINE_ARG) {
+        // How `dev` starts each emulated Machine's sidecar: the file's config with that Machine's ports.
+        const { emulatedConfig } = await import('./emulator/machine.ts')
+        return run(rest.slice(1), io, (config, runsApp) => emulatedConfig(config, process.env, runsApp))
+      }
       const { main: dev } = await import('./emulator/dev.ts')
       return dev(rest)
     }
@@ -119,9 +130,10 @@ export async function main (argv: readonly string[], io: Io = { stdout: process.
   }
 }
 
-// Run when executed (node src/cli.ts, the npm bin, or the bundle), not when imported by tests.
+// Run when executed (node src/cli.ts, the npm bin bin/fly-replay-sidecar.js, or the bundle's
+// fly-replay-sidecar.mjs), not when imported by tests.
 const entry = process.argv[1]
-if (entry !== undefined && /(?:^|[/\\])(?:cli\.[jt]s|fly-replay-sidecar(?:\.mjs)?)$/.test(entry)) {
+if (entry !== undefined && /(?:^|[/\\])(?:cli\.[jt]s|fly-replay-sidecar(?:\.m?js)?)$/.test(entry)) {
   main(process.argv.slice(2)).then((code) => { process.exit(code) }, (err: unknown) => {
     const msg = isSidecarError(err) ? `${err.code}: ${err.message}` : err instanceof Error ? err.message : String(err)
     process.stderr.write(`fly-replay-sidecar: ${msg}\n`)

@@ -31,6 +31,8 @@ export interface SidecarOptions {
   readonly pools?: PoolMachines
   /** Timeouts that are not in the config file; the defaults suit production, tests shorten them. */
   readonly timeouts?: Partial<SidecarTimeouts>
+  /** Applied to every reloaded config as the caller applied it to `config` (the emulator's per-Machine ports). */
+  readonly adjust?: (config: Config) => Config
 }
 
 export interface SidecarTimeouts {
@@ -122,7 +124,8 @@ export async function startSidecar (options: SidecarOptions): Promise<Sidecar> {
 
   async function reload (): Promise<boolean> {
     try {
-      const next = await loadConfig(config.file, env)
+      const loaded = await loadConfig(config.file, env)
+      const next = options.adjust === undefined ? loaded : options.adjust(loaded)
       routing = buildRouting(next)
       logger.info({ rules: next.rules.length, file: config.file }, 'config reloaded')
       return true

@@ -165,3 +165,15 @@ t.test('a mistyped command gets the nearest one; an unknown word gets none', asy
   t.strictSame(parseRunArgs(['frobnicate']), { error: 'unknown command: frobnicate' })
   t.strictSame(parseRunArgs(['--config', 'x.yaml', 'chek']), { error: 'unknown argument: chek' })
 })
+
+t.test('help says the app command runs without a shell; so does dev --help', async (t) => {
+  const { main } = await import('../src/cli.ts')
+  let out = ''
+  const io = { stdout: { write: (s: string) => { out += s; return true } }, stderr: { write: () => true } } as unknown as Parameters<typeof main>[1]
+  t.equal(await main(['--help'], io), 0)
+  t.match(out, 'The app command runs\nas given, without a shell: $VARS in it are not expanded (use sh -c \'...\' for that).')
+  out = ''
+  const { main: dev } = await import('../src/emulator/dev.ts')
+  t.equal(await dev(['--help'], { stdout: { write: (s: string) => { out += s } }, stderr: { write: () => {} } }), 0)
+  t.match(out, 'The app command runs without a shell, so $APP_PORT reaches it\nas those literal characters; to expand it, run a shell:\n  fly-replay-sidecar dev -- sh -c \'exec php artisan serve --host=127.0.0.1 --port=$APP_PORT\'')
+})

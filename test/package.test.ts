@@ -2,7 +2,9 @@
 // CHANGELOG, every file package.json points at, and no tests, sources or tooling.
 import t from 'tap'
 import { execFile } from 'node:child_process'
-import { readFileSync } from 'node:fs'
+import { mkdtempSync, readFileSync, rmSync, symlinkSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import path from 'node:path'
 import { promisify } from 'node:util'
 
 const run = promisify(execFile)
@@ -11,9 +13,11 @@ const rootDir = root.pathname
 
 interface PackFile { path: string, size: number }
 
+// A fresh clone has no dist/: build it once as `npm pack` would (prepack), then pack without scripts.
+const built = run('npm', ['run', 'build'], { cwd: rootDir, timeout: 120_000 })
+
 t.test('npm pack contents', async (t) => {
-  // A fresh clone has no dist/: build it as `npm pack` would (prepack), then list without scripts.
-  await run('npm', ['run', 'build'], { cwd: rootDir, timeout: 120_000 })
+  await built
   const { stdout } = await run('npm', ['pack', '--dry-run', '--json', '--ignore-scripts'], { cwd: rootDir, timeout: 60_000, maxBuffer: 16 * 1024 * 1024 })
   const [pack] = JSON.parse(stdout) as { files: PackFile[] }[]
   const files = new Set(pack!.files.map((f) => f.path))
@@ -36,6 +40,31 @@ t.test('npm pack contents', async (t) => {
   )
   t.strictSame(unwanted, [], 'no tests, sources or tooling')
 
-  const cli = readFileSync(new URL('dist/cli.js', root), 'utf8')
-  t.ok(cli.startsWith('#!/usr/bin/env node\n'), 'the bin keeps its shebang')
+  t.ok(files.has('bin/fly-replay-sidecar.js'), 'packs the command')
+  t.ok(readFileSync(new URL('bin/fly-replay-sidecar.js', root), 'utf8').startsWith('#!/usr/bin/env node\n'), 'the bin has its shebang')
+})
+
+t.test('the packed package\'s command runs dist/ (no sources in it)', async (t) => {
+  const dir = mkdtempSync(path.join(tmpdir(), 'pack-'))
+  t.teardown(() => rmSync(dir, { recursive: true, force: true }))
+  await built
+  const { stdout } = await run('npm', ['pack', '--json', '--ignore-scripts', '--pack-destination', dir], { cwd: rootDir, timeout: 60_000, maxBuffer: 16 * 1024 * 1024 })
+  const [packed] = JSON.parse(stdout) as { filename: string }[]
+  await run('tar', ['-xzf', path.join(dir, packed!.filename), '-C', dir])
+  const pkg = path.join(dir, 'package')
+  // Its dependencies, as npm would install them beside it.
+  symlinkSync(path.join(rootDir, 'node_modules'), path.join(pkg, 'node_modules'))
+  const bin = path.join(pkg, 'bin/fly-replay-sidecar.js')
+  const version = await run(process.execPath, [bin, '--version'], { cwd: pkg })
+  t.equal(version.stdout, `${(JSON.parse(readFileSync(new URL('package.json', root), 'utf8')) as { version: string }).version}\n`)
+  const check = await run(process.execPath, [bin, 'check'], { cwd: pkg })
+  t.match(check.stdout, /^config\/routes\.yaml: ok\n/, 'checks the packed example config')
+})
+
+t.test('the version in package.json has its CHANGELOG section, under Unreleased', async (t) => {
+  const { version } = JSON.parse(readFileSync(new URL('package.json', root), 'utf8')) as { version: string }
+  const changelog = readFileSync(new URL('CHANGELOG.md', root), 'utf8')
+  const sections = [...changelog.matchAll(/^## (.+)$/gm)].map((m) => m[1])
+  t.equal(sections[0], 'Unreleased')
+  t.match(sections[1], new RegExp(`^${version.replaceAll('.', '\\.')} - \\d{4}-\\d{2}-\\d{2}$`), 'the released version comes next, dated (docs/releasing.md)')
 })

@@ -17,6 +17,8 @@ import type { MachineSpec, Runtime } from './runtime.ts'
 import { SidecarError, isSidecarError } from '../errors.ts'
 import { loadConfig } from '../config/load.ts'
 import { parseDuration } from './edge.ts'
+import { MACHINE_ARG } from './machine.ts'
+import { localServeNotices } from './local-serve.ts'
 
 /** The edge's port when none is given (what the README tells people to open). */
 export const DEFAULT_DEV_PORT = 3000
@@ -39,7 +41,7 @@ export interface DevOptions {
   readonly config?: string
   /** The app command each Machine's sidecar starts; default the demo app. Empty: no app process. */
   readonly appCommand?: readonly string[]
-  /** How to run the sidecar; default this package's CLI with the current Node. */
+  /** This package's CLI (run as `<cli> dev --emulated-machine ...`); default the source or the running bundle with the current Node. */
   readonly sidecarCommand?: readonly string[]
   /** Fly app name; default `demo`. */
   readonly app?: string
@@ -102,10 +104,13 @@ export async function runDev (options: DevOptions = {}): Promise<DevEmulator> {
   const config = resolve(options.config ?? DEMO_CONFIG)
   // Check the config once, as a Machine would read it, before any process starts: its errors
   // (with line:column) then come first instead of from every Machine's failed start.
-  await loadConfig(config, { ...process.env, PORT: '8080', APP_PORT: '8081', METRICS_PORT: '9091', FLY_API_URL: 'http://127.0.0.1:4280', FLY_APP_NAME: options.app ?? DEFAULT_APP, FLY_MACHINE_ID: 'check' })
+  const checked = await loadConfig(config, { ...process.env, PORT: '8080', APP_PORT: '8081', METRICS_PORT: '9091', FLY_API_URL: 'http://127.0.0.1:4280', FLY_APP_NAME: options.app ?? DEFAULT_APP, FLY_MACHINE_ID: 'check' })
   const appCommand = options.appCommand ?? (options.config === undefined ? [process.execPath, DEMO_APP] : [])
-  const command = [...(options.sidecarCommand ?? defaultSidecarCommand()), '--config', config, ...(appCommand.length > 0 ? ['--', ...appCommand] : [])]
+  // Each Machine's sidecar runs the user's file with the ports and Machines API URL this
+  // emulator gives that Machine (src/emulator/machine.ts), so the file needs no edit for `dev`.
+  const command = [...(options.sidecarCommand ?? defaultSidecarCommand()), 'dev', MACHINE_ARG, '--config', config, ...(appCommand.length > 0 ? ['--', ...appCommand] : [])]
   const token = `FlyV1 fm2_emulator_${randomBytes(12).toString('hex')}`
+  const localServe = localServeNotices((rule) => checked.rules.find((r) => r.name === rule)?.to)
   const events: EdgeEvent[] = []
   const idleMs = options.idleMs ?? DEFAULT_IDLE_MS
   let mainCreated = false
@@ -222,7 +227,12 @@ export async function runDev (options: DevOptions = {}): Promise<DevEmulator> {
       const m = api.machines.get(id)
       if (m !== undefined && m.state !== 'destroyed' && m.state !== 'destroying') api.setState(id, 'stopped')
     },
-    onOutput: (id, line) => { if (options.verbose === true) write(`    ${id} | ${line}`) },
+    onOutput: (id, line) => {
+      // Said without --verbose: a request a rule sends to a pool that was not replayed.
+      const notice = localServe(id, line)
+      if (notice !== undefined) log('local', `${label(id)}: ${notice}`)
+      if (options.verbose === true) write(`    ${id} | ${line}`)
+    },
   })
 
   const fleet: EdgeFleet = {
@@ -341,7 +351,13 @@ const USAGE = `usage: fly-replay-sidecar dev [--port 3000] [--host 127.0.0.1] [-
 
 Runs Fly on this computer: an edge proxy that honours fly-replay, a Machines API, and each
 Machine as a sidecar + app process pair. Without --config it runs the demo (examples/demo).
-The app command gets its port in $APP_PORT; the sidecar listens on $PORT.`
+--port defaults to $PORT when set, else 3000.
+
+Each Machine's sidecar reads the config as on Fly, with its own ports and this emulator's
+Machines API in place of the file's: it listens on $PORT, metrics on $METRICS_PORT, and the
+app must listen on $APP_PORT. The app command runs without a shell, so $APP_PORT reaches it
+as those literal characters; to expand it, run a shell:
+  fly-replay-sidecar dev -- sh -c 'exec php artisan serve --host=127.0.0.1 --port=$APP_PORT'`
 
 interface DevArgs { options: DevOptions, help: boolean }
 
@@ -408,8 +424,18 @@ export async function main (argv: readonly string[], io: DevIo = { stdout: proce
     io.stderr.write(`fly-replay-sidecar dev: ${err.message}\n${USAGE}\n`)
     return 2
   }
-  const { options, help } = parsed
+  const { help } = parsed
+  let options = parsed.options
   if (help) { io.stdout.write(`${USAGE}\n`); return 0 }
+  // As most local dev servers do: a hosted dev environment tells the port to use in $PORT.
+  if (options.port === undefined && process.env.PORT !== undefined && process.env.PORT !== '') {
+    const port = Number(process.env.PORT)
+    if (!Number.isInteger(port) || port < 0 || port > 65535) {
+      io.stderr.write(`fly-replay-sidecar dev: PORT must be a port number, got ${JSON.stringify(process.env.PORT)}\n`)
+      return 2
+    }
+    options = { ...options, port }
+  }
   let dev: DevEmulator
   try {
     dev = await runDev({ log: (line) => { io.stdout.write(`${line}\n`) }, ...options })

@@ -87,3 +87,19 @@ t.test('usage and config errors exit 2, a taken port exits 1, nothing left runni
   t.match(busy.err, new RegExp(`^fly-replay-sidecar dev: SIDECAR_ERR_EMULATOR_SETUP: the emulator cannot start: the edge cannot listen on port ${port} \\(listen EADDRINUSE`))
   t.notMatch(busy.out, /machines\s+created/, 'no Machine was started')
 })
+
+t.test('--port defaults to $PORT when set; a bad $PORT is a usage error', async (t) => {
+  const before = process.env.PORT
+  t.teardown(() => { if (before === undefined) delete process.env.PORT; else process.env.PORT = before })
+  process.env.PORT = 'x80'
+  const bad = await runMain([])
+  t.strictSame(bad, { code: 2, out: '', err: 'fly-replay-sidecar dev: PORT must be a port number, got "x80"\n' })
+  // A taken $PORT shows that it was used: the edge's error names it, before any Machine starts.
+  const taken = net.createServer()
+  const port = await listen(taken)
+  t.teardown(() => new Promise<void>((resolve) => taken.close(() => resolve())))
+  process.env.PORT = String(port)
+  const busy = await runMain([])
+  t.equal(busy.code, 1)
+  t.match(busy.err, `the edge cannot listen on port ${port} (listen EADDRINUSE`)
+})
