@@ -54,7 +54,7 @@ const npmStart: Runner = async (t, command, where) => {
   t.not(url, 'http://127.0.0.1:3000', 'dev took its port from $PORT')
   const page = await fetch(url, { signal: AbortSignal.timeout(10_000) })
   t.equal(page.status, 200)
-  t.match(await page.text(), 'Livewire-style demo')
+  t.match(await page.text(), '<title>Invoices · Ledgerly (fly-replay-sidecar demo)</title>')
   const family = descendants(run.child.pid as number)
   t.ok(family.length >= 3, 'dev, a sidecar and the demo app run under npm')
   signalGroup(run, 'SIGINT')
