@@ -437,7 +437,7 @@ function buildConfig (tree: YamlNode, file: string, env: NodeJS.ProcessEnv, p: P
     p.add(poolsE?.keyPos ?? origin, ['pools'], `env SIDECAR_POOL=${JSON.stringify(sidecarPool)} names no pool defined here`)
   }
   const ownPool = pools.find(([name]) => name === sidecarPool)?.[1]
-  const originApp = ownPool?.app !== undefined && env.SIDECAR_ORIGIN_APP !== undefined && env.SIDECAR_ORIGIN_APP !== '' ? env.SIDECAR_ORIGIN_APP : undefined
+  const originApp = ownPool?.app === undefined ? undefined : env.SIDECAR_ORIGIN_APP === undefined || env.SIDECAR_ORIGIN_APP === '' ? null : env.SIDECAR_ORIGIN_APP
 
   return {
     file,

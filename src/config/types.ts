@@ -110,9 +110,9 @@ export interface Config {
   /**
    * On a Machine of a pool on another app (`app:`): the app that replays here (env
    * SIDECAR_ORIGIN_APP), where requests for `app` are sent back with `fly-replay: app=<it>`.
-   * Undefined elsewhere, or when unset (they are then served here).
+   * null on such a Machine when it is unset (they are then served there); absent on other Machines.
    */
-  readonly originApp?: string
+  readonly originApp?: string | null
   /** Named pools (never contains `app`). Insertion order = file order. */
   readonly pools: Readonly<Record<string, PoolConfig>>
   readonly rules: readonly RuleConfig[]

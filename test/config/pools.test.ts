@@ -102,7 +102,7 @@ t.test('the Machines of a pool on another app know their pool and their origin',
   t.equal(onTasker.originApp, 'shop')
   const byEnv = parseConfig(yaml, 'f.yaml', { FLY_APP_NAME: 'renamed', FLY_MACHINE_ID: 'm1', SIDECAR_POOL: 'tasker' })
   t.equal(byEnv.pool, 'tasker', 'SIDECAR_POOL works too')
-  t.equal(byEnv.originApp, undefined, 'without SIDECAR_ORIGIN_APP there is no origin')
+  t.equal(byEnv.originApp, null, 'without SIDECAR_ORIGIN_APP the origin is unknown')
   const onShop = parseConfig(yaml, 'f.yaml', { FLY_APP_NAME: 'shop', FLY_MACHINE_ID: 'm2', SIDECAR_ORIGIN_APP: 'shop' })
   t.equal(onShop.pool, 'app', 'the origin app is not in the pool')
   t.equal(onShop.originApp, undefined, 'and has no origin of its own')
