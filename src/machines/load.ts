@@ -67,6 +67,10 @@ export interface LoadBook {
   sent (id: string): void
   /** Re-reads, in the background, the reports of these Machines that are older than loadTtlMs. */
   refresh (ids: Iterable<string>): void
+  /** The reads of these Machines still under way, if any (bounded by loadTimeoutMs). */
+  pending (ids: Iterable<string>): Promise<void> | undefined
+  /** A count known otherwise: a Machine the API lists as stopped runs nothing. */
+  report (id: string, count: number, at: number): void
   /** Resolves when every read started so far has ended (tests). */
   settled (): Promise<void>
   forget (id: string): void
@@ -127,6 +131,18 @@ export function createLoadBook (options: LoadBookOptions): LoadBook {
         if (at - (asked.get(id) ?? Number.NEGATIVE_INFINITY) < timing.loadTtlMs) continue
         readOne(id)
       }
+    },
+    pending (ids) {
+      const reads: Promise<void>[] = []
+      for (const id of ids) {
+        const p = reading.get(id)
+        if (p !== undefined) reads.push(p)
+      }
+      return reads.length === 0 ? undefined : Promise.all(reads).then(() => {})
+    },
+    report (id, count, at) {
+      const e = entryOf(id)
+      if (at >= e.reportAt) { e.reported = count; e.reportAt = at }
     },
     async settled () {
       await Promise.all([...reading.values()])

@@ -33,9 +33,9 @@ export interface PoolTiming extends ClientTiming, LoadTiming {
   readonly distrustEmptyMs: number
   /** Create attempts per missing Machine (ambiguous failures and stuck creates included). */
   readonly createAttempts: number
-  /** Elastic pools with Machines beyond `min`: how often they are listed to find ones to destroy. */
+  /** Elastic pools with Machines beyond `min`: how often (at most) they are listed to find ones to destroy; half of destroy-after when that is shorter, but not under 1 s. */
   readonly scaleDownEveryMs: number
-  /** A Machine handed out this recently is never destroyed by scale-down. */
+  /** A Machine handed out this recently (or within destroy-after, when shorter) is never destroyed by scale-down. */
   readonly handedOutRecentMs: number
 }
 
@@ -110,6 +110,8 @@ interface PoolState {
   /** Elastic pools: a re-list is wanted after the one running (a create finished meanwhile). */
   settleAgain: boolean
   settling: Promise<void> | undefined
+  /** Elastic pools: waiting for load reports before deciding to create. */
+  confirming: Promise<void> | undefined
   scaleTimer: NodeJS.Timeout | undefined
   /** Stop/destroy already asked for (once per Machine). */
   readonly retiring: Set<string>
@@ -193,6 +195,7 @@ export function createPoolMachines (options: PoolMachinesOptions): PoolMachines 
       waiters: [],
       settleAgain: false,
       settling: undefined,
+      confirming: undefined,
       scaleTimer: undefined,
       retiring: new Set(),
       lastError: undefined,
@@ -295,7 +298,8 @@ export function createPoolMachines (options: PoolMachinesOptions): PoolMachines 
       : scaleDown(view.keep, {
         min: pool.elastic.min,
         destroyAfterMs: pool.elastic.destroyAfterMs,
-        recentMs: timing.handedOutRecentMs,
+        // A short destroy-after shortens the guard too: the user asked for quick clean-up.
+        recentMs: Math.min(timing.handedOutRecentMs, pool.elastic.destroyAfterMs),
         now: now(),
         handedOutAt: (id) => state.handedAt.get(id),
       })
@@ -306,6 +310,8 @@ export function createPoolMachines (options: PoolMachinesOptions): PoolMachines 
     retire(state, view.extras, 'extra')
     if (view.keep.length > 0) retire(state, view.stale, 'stale')
     if (pool.elastic !== undefined) {
+      // A stopped Machine serves nothing, whatever was replayed to it before it stopped.
+      for (const m of view.keep) if (IDLE_STATES.has(m.state ?? '')) book.report(m.id, 0, now())
       retire(state, idle, 'idle')
       const known = new Set(machines.map((m) => m.id))
       for (const id of state.handedAt.keys()) if (!known.has(id)) { state.handedAt.delete(id); book.forget(id) }
@@ -327,7 +333,7 @@ export function createPoolMachines (options: PoolMachinesOptions): PoolMachines 
     state.scaleTimer = setTimeout(() => {
       state.scaleTimer = undefined
       if (!closed) void refresh(state)
-    }, timing.scaleDownEveryMs)
+    }, Math.min(timing.scaleDownEveryMs, Math.max((state.config.elastic?.destroyAfterMs ?? 0) / 2, 1_000)))
     state.scaleTimer.unref()
   }
 
@@ -487,6 +493,16 @@ export function createPoolMachines (options: PoolMachinesOptions): PoolMachines 
     }
     if (waiters.length === 0) return
     const creatable = now() >= state.failUntil
+    if (creatable && pendingRoom(state) < waiters.length && state.kept + state.creating < elastic.max) {
+      // Before creating (seconds, and rate-limited), wait for the reports being re-read (at most
+      // loadTimeoutMs): a count from before a Machine finished its requests would add one for nothing.
+      if (state.confirming !== undefined) return
+      const reading = book.pending(state.machines.map((m) => m.id))
+      if (reading !== undefined) {
+        state.confirming = reading.finally(() => { state.confirming = undefined; drain(state) })
+        return
+      }
+    }
     while (creatable && pendingRoom(state) < waiters.length && state.kept + state.creating < elastic.max) startCreate(state)
     while (waiters.length > pendingRoom(state)) {
       const p = placeByLoad(loads(state), elastic.concurrency)
