@@ -107,3 +107,27 @@ t.test('the Machines of a pool on another app know their pool and their origin',
   t.equal(onShop.pool, 'app', 'the origin app is not in the pool')
   t.equal(onShop.originApp, undefined, 'and has no origin of its own')
 })
+
+t.test('the pool examples of docs/pools.md and the cookbook load as they say', async (t) => {
+  const { readFile } = await import('node:fs/promises')
+  const { parse, stringify } = await import('yaml')
+  const blocks: { doc: string, pools: Record<string, unknown> }[] = []
+  for (const doc of ['docs/pools.md', 'docs/rules-cookbook.md']) {
+    const text = await readFile(new URL(`../../${doc}`, import.meta.url), 'utf8')
+    for (const m of text.matchAll(/^```yaml\n([\s\S]*?)^```/gm)) {
+      const yaml = parse(m[1] ?? '') as { pools?: Record<string, unknown> } | null
+      if (yaml?.pools !== undefined) blocks.push({ doc, pools: yaml.pools })
+    }
+  }
+  t.ok(blocks.length >= 4, `found the examples (${blocks.length})`)
+  for (const b of blocks) {
+    const c = parseConfig(stringify({ app: { url: 'http://127.0.0.1:8081' }, pools: b.pools }), 'f.yaml', {})
+    t.ok(Object.keys(c.pools).length > 0, `${b.doc}: ${Object.keys(b.pools).join(', ')} load`)
+  }
+  const kinds = (await readFile(new URL('../../docs/pools.md', import.meta.url), 'utf8'))
+  const three = parse(/## The three kinds of pool[\s\S]*?```yaml\n([\s\S]*?)```/.exec(kinds)?.[1] ?? '') as { pools: Record<string, unknown> }
+  const c = parseConfig(stringify({ app: { url: 'http://127.0.0.1:8081' }, pools: three.pools }), 'f.yaml', {})
+  t.equal(c.pools.tasker?.elastic, undefined, 'tasker: fixed')
+  t.strictSame(c.pools.exports?.elastic, { min: 0, max: 4, concurrency: 2, destroyAfterMs: 1_800_000 }, 'exports: elastic')
+  t.equal(c.pools.reports?.app, 'shop-reports', 'reports: another app')
+})
