@@ -81,3 +81,25 @@ t.test('a slow old read never overwrites a newer report', async (t) => {
   await book.settled()
   t.equal(book.load('a'), 4, 'the report taken at 10 stays')
 })
+
+t.test('pending: the reads under way, so a create can wait for them; report: a count known otherwise', async (t) => {
+  let clock = 0
+  let release: (n: number) => void = () => {}
+  const book = createLoadBook({ timing: TIMING, now: () => clock, read: async () => await new Promise<number>((resolve) => { release = resolve }) })
+  t.teardown(() => book.close())
+  t.equal(book.pending(['a']), undefined, 'nothing read yet')
+  book.sent('a')
+  clock = 600
+  book.refresh(['a'])
+  const pending = book.pending(['a', 'b'])
+  t.ok(pending !== undefined, 'a read of a is under way')
+  release(0)
+  await pending
+  t.equal(book.load('a'), 0, 'the report taken at 600 covers the replay sent at 0 (transit 500)')
+  t.equal(book.pending(['a']), undefined, 'done')
+  book.sent('b'); book.sent('b')
+  book.report('b', 0, 300)
+  t.equal(book.load('b'), 2, 'replays within the transit time before a stopped listing still count')
+  book.report('b', 0, 1_200)
+  t.equal(book.load('b'), 0, 'a Machine listed stopped later runs nothing')
+})
