@@ -113,6 +113,8 @@ interface PoolState {
   /** Elastic pools: waiting for load reports before deciding to create. */
   confirming: Promise<void> | undefined
   scaleTimer: NodeJS.Timeout | undefined
+  /** Machines this sidecar created and is still waiting to see started. */
+  readonly waitingFor: Set<string>
   /** Stop/destroy already asked for (once per Machine). */
   readonly retiring: Set<string>
   lastError: SidecarError | undefined
@@ -191,6 +193,7 @@ export function createPoolMachines (options: PoolMachinesOptions): PoolMachines 
       created: new Set(),
       handedOut: new Set(),
       handedAt: new Map(),
+      waitingFor: new Set(),
       creating: 0,
       waiters: [],
       settleAgain: false,
@@ -262,6 +265,8 @@ export function createPoolMachines (options: PoolMachinesOptions): PoolMachines 
   /** Stop (own, never handed out) or destroy (once idle) the Machines this pool does not keep. */
   function retire (state: PoolState, machines: readonly Machine[], why: 'extra' | 'stale' | 'idle'): void {
     for (const m of machines) {
+      // Still being waited for by its create: the settle after that create retires it if need be.
+      if (state.waitingFor.has(m.id)) continue
       if (IDLE_STATES.has(m.state ?? '')) {
         if (state.retiring.has(`destroy:${m.id}`)) continue
         state.retiring.add(`destroy:${m.id}`)
@@ -289,6 +294,7 @@ export function createPoolMachines (options: PoolMachinesOptions): PoolMachines 
       if (machines.some((m) => m.id === id && !DEAD_STATES.has(m.state ?? ''))) continue
       const m = await client.get(id)
       if (m !== undefined && !DEAD_STATES.has(m.state ?? '')) machines = [...machines.filter((x) => x.id !== m.id), m]
+      else state.recentCreates.delete(id)
     }
     const view = viewPool(machines, pool.name, pool.size, fly.image)
     for (const m of view.keep) if (m.state === 'started') state.unready.delete(m.id)
@@ -426,7 +432,10 @@ export function createPoolMachines (options: PoolMachinesOptions): PoolMachines 
       state.created.add(machine.id)
       hooks?.onCreated?.(pool.name)
       logger.info({ pool: pool.name, machine: machine.id, createId, region: machine.region, image: machine.config?.image }, 'pool machine created')
-      if (await waitStarted(machine.id)) {
+      // Not retired while this waits for it: a settle of another create may see it as an extra.
+      state.waitingFor.add(machine.id)
+      const started = await waitStarted(machine.id).finally(() => state.waitingFor.delete(machine.id))
+      if (started) {
         logger.info({ pool: pool.name, machine: machine.id }, 'pool machine started')
         return machine
       }
@@ -535,12 +544,15 @@ export function createPoolMachines (options: PoolMachinesOptions): PoolMachines 
         setMachines(state, [...state.machines, { ...m, state: 'started' }])
         state.kept++
       }
-    }, (err: unknown) => {
+    }, async (err: unknown) => {
       const error = asSidecarError(err, state.config.name)
       state.lastError = error
       state.failUntil = now() + timing.errorRetryMs
       outcome(state, error)
       if (!closed) logger.warn({ pool: state.config.name, err: error }, 'pool machine create failed')
+      // The Machine may exist all the same (the wait failed, or it was stopped as an extra):
+      // count what the list shows before creating another.
+      if (!closed) await settle(state).catch(() => {})
     }).finally(() => {
       state.creating--
       drain(state)
