@@ -490,8 +490,9 @@ export function createPoolMachines (options: PoolMachinesOptions): PoolMachines 
    * Serves the waiting requests in order: on a Machine under `concurrency`; else on a Machine
    * being created (each takes `concurrency` of them), creating more up to `max`; at `max`, on the
    * least-loaded Machine anyway (an overflow). With nothing usable and nothing coming, they fail.
+   * Right after a failed create (`afterFailure`), no new one is started for them.
    */
-  function drain (state: PoolState): void {
+  function drain (state: PoolState, afterFailure = false): void {
     const elastic = state.config.elastic
     if (elastic === undefined) return
     const { waiters } = state
@@ -501,7 +502,8 @@ export function createPoolMachines (options: PoolMachinesOptions): PoolMachines 
       ;(waiters.shift() as (pick: PoolPick) => void)(hand(state, p.id))
     }
     if (waiters.length === 0) return
-    const creatable = now() >= state.failUntil
+    // A failed create does not start another for the same requests: they fail (or overflow) instead.
+    const creatable = !afterFailure && now() >= state.failUntil
     if (creatable && pendingRoom(state) < waiters.length && state.kept + state.creating < elastic.max) {
       // Before creating (seconds, and rate-limited), wait for the reports being re-read (at most
       // loadTimeoutMs): a count from before a Machine finished its requests would add one for nothing.
@@ -534,6 +536,8 @@ export function createPoolMachines (options: PoolMachinesOptions): PoolMachines 
     const replacing = state.stale.length > 0
     createOne(state).then(async (m) => {
       if (replacing) hooks?.onReplaced?.(state.config.name)
+      state.lastError = undefined
+      outcome(state)
       try {
         await settle(state)
       } catch (err) {
@@ -553,9 +557,10 @@ export function createPoolMachines (options: PoolMachinesOptions): PoolMachines 
       // The Machine may exist all the same (the wait failed, or it was stopped as an extra):
       // count what the list shows before creating another.
       if (!closed) await settle(state).catch(() => {})
-    }).finally(() => {
+      return 'failed' as const
+    }).catch(() => 'failed' as const).then((failed) => {
       state.creating--
-      drain(state)
+      drain(state, failed === 'failed')
     })
   }
 
@@ -568,8 +573,6 @@ export function createPoolMachines (options: PoolMachinesOptions): PoolMachines 
           state.settleAgain = false
           await apply(state, await client.list(state.config.name))
         }
-        state.lastError = undefined
-        outcome(state)
       } finally {
         state.settling = undefined
       }
