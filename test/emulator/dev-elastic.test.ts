@@ -106,7 +106,10 @@ t.test('elastic tasker pool in the emulator', async (t) => {
   const counts = new Map<string, number>()
   for (const s of burst) counts.set(s, (counts.get(s) ?? 0) + 1)
   t.ok([...counts.keys()].every((s) => s.endsWith(' tasker')), 'every call was served by a tasker')
-  t.strictSame([...counts.values()].sort(), [1, 2, 2], 'none over its concurrency')
+  // Each tasker is used. How many each took depends on a load report not racing a replay still on
+  // its way (docs/pools.md, "Stale counts"): on a busy machine a tasker can briefly take C + 1, so
+  // the per-Machine limit is asserted where timing is controlled (test/machines/pool-elastic.test.ts).
+  t.equal(counts.size, want, 'the calls were spread over every tasker')
   t.equal(lines.filter((l) => / created \S+ \(tasker\)/.test(l)).length, want, "dev's output shows each create")
 
   // Idle: autostop stops them, and the app Machine's sidecar destroys them after destroy-after.
