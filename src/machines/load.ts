@@ -33,8 +33,20 @@ export interface LoadEntry {
   /** The last in-flight count the Machine reported, and when that read started. */
   reported: number
   reportAt: number
-  /** When this sidecar replayed requests there (pruned as they stop counting). */
+  /** When this sidecar replayed requests there, ascending (pruned as they stop counting). */
   sends: number[]
+}
+
+/** Index of the first time >= `t` in an ascending list (binary search: a busy pool has many sends). */
+function firstAtOrAfter (times: readonly number[], t: number): number {
+  let lo = 0
+  let hi = times.length
+  while (lo < hi) {
+    const mid = (lo + hi) >>> 1
+    if ((times[mid] as number) < t) lo = mid + 1
+    else hi = mid
+  }
+  return lo
 }
 
 /**
@@ -47,9 +59,7 @@ export function estimateLoad (entry: LoadEntry | undefined, now: number, timing:
   if (entry === undefined) return 0
   const fresh = now - entry.reportAt <= timing.loadStaleMs
   const after = fresh ? Math.max(entry.reportAt - timing.loadTransitMs, now - timing.loadHoldMs) : now - timing.loadHoldMs
-  let sent = 0
-  for (const at of entry.sends) if (at >= after) sent++
-  return (fresh ? entry.reported : 0) + sent
+  return (fresh ? entry.reported : 0) + entry.sends.length - firstAtOrAfter(entry.sends, after)
 }
 
 export interface LoadBookOptions {
@@ -94,10 +104,13 @@ export function createLoadBook (options: LoadBookOptions): LoadBook {
     return e
   }
 
-  /** Sends older than loadHoldMs never count again (estimateLoad looks no further back). */
+  /**
+   * Sends older than loadHoldMs never count again (estimateLoad looks no further back). They are
+   * cut off in batches, so the work stays constant per send however busy the pool is.
+   */
   function prune (e: LoadEntry, at: number): void {
-    const horizon = at - timing.loadHoldMs
-    if (e.sends.length > 0 && (e.sends[0] as number) < horizon) e.sends = e.sends.filter((t) => t >= horizon)
+    const old = firstAtOrAfter(e.sends, at - timing.loadHoldMs)
+    if (old >= 64 || (old > 0 && old * 2 >= e.sends.length)) e.sends = e.sends.slice(old)
   }
 
   function readOne (id: string): void {

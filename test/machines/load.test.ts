@@ -103,3 +103,16 @@ t.test('pending: the reads under way, so a create can wait for them; report: a c
   book.report('b', 0, 1_200)
   t.equal(book.load('b'), 0, 'a Machine listed stopped later runs nothing')
 })
+
+t.test('a busy pool: many sends are counted and cut off correctly', async (t) => {
+  let clock = 0
+  const book = createLoadBook({ timing: { ...TIMING, loadHoldMs: 1_000 }, now: () => clock, read: async () => 0 })
+  t.teardown(() => book.close())
+  for (let i = 0; i < 5_000; i++) { clock = i; book.sent('a') }
+  // At 4,999 the sends of 3,999..4,999 are within the hold time.
+  t.equal(book.load('a'), 1_001)
+  clock = 5_500
+  t.equal(book.load('a'), 500, 'those of 4,500..4,999')
+  clock = 10_000
+  t.equal(book.load('a'), 0)
+})
