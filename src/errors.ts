@@ -44,6 +44,7 @@ export const codes = {
   SIDECAR_ERR_MACHINES_NOT_STARTED: { message: 'Machine %s of pool %s did not reach started within %s ms' },
   SIDECAR_ERR_MACHINES_CREATE_FAILED: { message: 'no Machine of pool %s could be created: %s' },
   SIDECAR_ERR_MACHINES_CLOSED: { message: 'the pool Machines client is closed' },
+  SIDECAR_ERR_MACHINES_LOAD_REPORT: { message: 'the load report of Machine %s has no inFlight count' },
 
   // ── CHILD: supervising the app process ─────────────────────────────────────
   SIDECAR_ERR_CHILD_SPAWN: { message: 'cannot start the app command %s: %s' },

@@ -1,6 +1,7 @@
 // The health endpoint's answer (contract §7). Only the app's reachability decides the status:
 // the pool Machine cache and the Machines API outcome are reported but never fail the check,
-// so a Fly API outage cannot take every Machine out of routing.
+// so a Fly API outage cannot take every Machine out of routing. It also carries this Machine's
+// in-flight request count: the load report elastic pools place requests by.
 import type { PoolMachineSnapshot } from './machines/types.ts'
 
 export interface HealthInput {
@@ -13,6 +14,11 @@ export interface HealthInput {
   readonly onFly: boolean
   readonly pools: readonly PoolMachineSnapshot[]
   readonly uptimeMs: number
+  /**
+   * Requests this sidecar is serving right now (the health check excluded): the load a Machine of
+   * an elastic pool reports to the app Machines that place requests on it (docs/pools.md).
+   */
+  readonly inFlight?: number
 }
 
 export type HealthStatus = 'ok' | 'starting' | 'app-down'
@@ -32,6 +38,7 @@ export function healthResponse (input: HealthInput): { readonly status: 200 | 50
       onFly: input.onFly,
       uptimeSeconds: Math.floor(input.uptimeMs / 1000),
       pools: input.pools,
+      ...(input.inFlight === undefined ? {} : { inFlight: input.inFlight }),
     },
   }
 }

@@ -34,6 +34,10 @@ export interface SidecarMetrics {
   machinesCall (op: string, outcome: string, seconds: number): void
   poolMachineCreated (pool: string): void
   poolMachineReplaced (pool: string): void
+  /** An elastic pool at `max` with every Machine at `concurrency`: the request went to the least-loaded one anyway. */
+  poolOverflow (pool: string): void
+  /** An elastic pool destroyed a Machine beyond `min` after `destroy-after`. */
+  poolMachineScaledDown (pool: string): void
 }
 
 type Labels = Readonly<Record<string, string>>
@@ -156,8 +160,10 @@ export function createMetrics (): SidecarMetrics {
   const machinesSeconds = new HistogramFamily(`${PREFIX}machines_api_duration_seconds`, 'Fly Machines API call latency by operation.', MACHINES_BUCKETS)
   const created = new CellFamily(`${PREFIX}pool_machines_created_total`, 'Pool Machines created, by pool.', 'counter')
   const replaced = new CellFamily(`${PREFIX}pool_machines_replaced_total`, 'Pool Machines replaced because their image was stale, by pool.', 'counter')
+  const overflow = new CellFamily(`${PREFIX}pool_overflow_total`, 'Requests of an elastic pool placed over `concurrency` because the pool was at `max`, by pool.', 'counter')
+  const scaledDown = new CellFamily(`${PREFIX}pool_machines_scaled_down_total`, 'Machines beyond `min` an elastic pool destroyed after `destroy-after`, by pool.', 'counter')
 
-  for (const family of [requests, decisionSeconds, bodyBytes, upstreamErrors, streams, websockets, machinesCalls, machinesSeconds, created, replaced]) {
+  for (const family of [requests, decisionSeconds, bodyBytes, upstreamErrors, streams, websockets, machinesCalls, machinesSeconds, created, replaced, overflow, scaledDown]) {
     // Our families produce the same get() shape as prom-client's own metric classes.
     registry.registerMetric(family as unknown as Metric)
   }
@@ -177,6 +183,8 @@ export function createMetrics (): SidecarMetrics {
   const callSecondsCells = new Map<string, HistogramCell>()
   const createdCells = new Map<string, Cell>()
   const replacedCells = new Map<string, Cell>()
+  const overflowCells = new Map<string, Cell>()
+  const scaledDownCells = new Map<string, Cell>()
 
   // Each method looks its cell up and makes it only on first sight (label sets are few: rules,
   // pools, codes, operations); no closure or string is made per call.
@@ -222,6 +230,16 @@ export function createMetrics (): SidecarMetrics {
     poolMachineReplaced (pool) {
       let cell = replacedCells.get(pool)
       if (cell === undefined) replacedCells.set(pool, cell = replaced.add({ pool }))
+      cell.value++
+    },
+    poolOverflow (pool) {
+      let cell = overflowCells.get(pool)
+      if (cell === undefined) overflowCells.set(pool, cell = overflow.add({ pool }))
+      cell.value++
+    },
+    poolMachineScaledDown (pool) {
+      let cell = scaledDownCells.get(pool)
+      if (cell === undefined) scaledDownCells.set(pool, cell = scaledDown.add({ pool }))
       cell.value++
     },
   }

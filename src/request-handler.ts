@@ -157,6 +157,7 @@ export function createRequestHandler (deps: HandlerDeps): {
       fallback: false,
       target,
       ruleName: rule?.name,
+      originApp: routing.config.originApp,
     })
     if (r.kind === 'local') return serveLocal(req, res, started, rule?.name, prefix, r.reason)
     if (r.kind === 'elsewhere') {
@@ -247,7 +248,7 @@ export function createRequestHandler (deps: HandlerDeps): {
     const m = matchHead(routing.rules, headOf(req))
     // An upgrade carries no body, so a body rule cannot match it.
     const rule = m.kind === 'done' ? m.rule : m.candidates.find((c) => c.bodyKind === null)
-    const r = route({ pool: routing.config.pool, onFly: true, replayed: false, fallback: false, target: rule?.to ?? 'app', ruleName: rule?.name })
+    const r = route({ pool: routing.config.pool, onFly: true, replayed: false, fallback: false, target: rule?.to ?? 'app', ruleName: rule?.name, originApp: routing.config.originApp })
     const replayOnSocket = (header: string): void => {
       socket.end(`HTTP/1.1 307 Temporary Redirect\r\nfly-replay: ${header}\r\ncontent-length: 0\r\nconnection: close\r\n\r\n`)
     }

@@ -147,7 +147,7 @@ export function createServer (options: ServerOptions): SidecarServer {
       const routing = options.routing()
       const appUp = await canConnect(routing.config.app.url, HEALTH_PROBE_TIMEOUT_MS)
       if (appUp) everUp = true
-      const h = healthResponse({ appUp, everUp, pool: routing.config.pool, onFly: routing.onFly, pools: options.pools.snapshot(), uptimeMs: Date.now() - started })
+      const h = healthResponse({ appUp, everUp, pool: routing.config.pool, onFly: routing.onFly, pools: options.pools.snapshot(), uptimeMs: Date.now() - started, inFlight })
       return reply.code(h.status).header('cache-control', 'no-store').send(h.body)
     },
   })

@@ -79,6 +79,8 @@ export async function startSidecar (options: SidecarOptions): Promise<Sidecar> {
             onCall: (op: string, outcome: string, seconds: number) => metrics.machinesCall(op, outcome, seconds),
             onCreated: (pool: string) => metrics.poolMachineCreated(pool),
             onReplaced: (pool: string) => metrics.poolMachineReplaced(pool),
+            onOverflow: (pool: string) => metrics.poolOverflow(pool),
+            onScaledDown: (pool: string) => metrics.poolMachineScaledDown(pool),
           },
         }),
   })

@@ -59,3 +59,11 @@ for (const c of cases) {
     t.strictSame(JSON.parse(JSON.stringify(h.body)), c.body, 'serialises as is')
   })
 }
+
+t.test('the in-flight count is reported whatever the status (the load report of elastic pools)', async (t) => {
+  t.strictSame(healthResponse({ ...base, pool: 'tasker', inFlight: 3 }), {
+    status: 200,
+    body: { status: 'ok', pool: 'tasker', onFly: true, uptimeSeconds: 61, pools: healthyPools, inFlight: 3 },
+  })
+  t.strictSame(healthResponse({ ...base, appUp: false, inFlight: 0 }).body.inFlight, 0, 'also while the app is down')
+})

@@ -43,6 +43,9 @@ t.test('every call shows up as the documented series', async (t) => {
   m.machinesCall('create', 'ok', 1.2)
   m.poolMachineCreated('tasker')
   m.poolMachineReplaced('tasker')
+  m.poolOverflow('tasker')
+  m.poolOverflow('tasker')
+  m.poolMachineScaledDown('tasker')
 
   const s = ours(await m.registry.metrics())
   const P = 'fly_replay_sidecar_'
@@ -75,6 +78,8 @@ t.test('every call shows up as the documented series', async (t) => {
   t.equal(s.get(`${P}machines_api_duration_seconds_bucket{op="create",le="2.5"}`), 2)
   t.equal(s.get(`${P}pool_machines_created_total{pool="tasker"}`), 1)
   t.equal(s.get(`${P}pool_machines_replaced_total{pool="tasker"}`), 1)
+  t.equal(s.get(`${P}pool_overflow_total{pool="tasker"}`), 2)
+  t.equal(s.get(`${P}pool_machines_scaled_down_total{pool="tasker"}`), 1)
 
   const text = await m.registry.metrics()
   for (const [name, type] of [
@@ -82,6 +87,7 @@ t.test('every call shows up as the documented series', async (t) => {
     ['upstream_errors_total', 'counter'], ['streams_in_flight', 'gauge'], ['websockets_open', 'gauge'],
     ['machines_api_requests_total', 'counter'], ['machines_api_duration_seconds', 'histogram'],
     ['pool_machines_created_total', 'counter'], ['pool_machines_replaced_total', 'counter'],
+    ['pool_overflow_total', 'counter'], ['pool_machines_scaled_down_total', 'counter'],
   ] as const) {
     t.match(text, `# TYPE ${P}${name} ${type}\n`, name)
     t.match(text, new RegExp(`# HELP ${P}${name} \\S`), `${name} has help`)

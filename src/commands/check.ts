@@ -1,7 +1,7 @@
 // `fly-replay-sidecar check [--config FILE]`: validate a config as the sidecar would load it and
 // print every problem with file:line:column (exit 1), or a short summary of what it will do (exit 0).
-import { formatSize } from '../config/units.ts'
-import type { Config } from '../config/types.ts'
+import { formatDuration, formatSize } from '../config/units.ts'
+import type { Config, PoolConfig } from '../config/types.ts'
 import type { Routing } from '../request-handler.ts'
 import { configOption, loadForCommand, problemReport, type CommandIo } from './_config.ts'
 
@@ -11,6 +11,15 @@ Validates the config (default $SIDECAR_CONFIG, else config/routes.yaml) with the
 \${VAR} values, prints every problem as file:line:column: key: message, and exits 1 if there is
 any (2 for a usage error). A valid file gets a summary of its pools and rules.`
 
+function describePool (p: PoolConfig): string {
+  if (p.app !== undefined) return `${p.name} (Fly app ${p.app}: fly-replay app=${p.app}, no token needed; oversize ${p.oversize})`
+  const rest = `autostop ${p.autostop}, oversize ${p.oversize}, unavailable ${p.unavailable}`
+  if (p.elastic === undefined) return `${p.name} (size ${p.size}, ${rest})`
+  const e = p.elastic
+  const concurrency = e.concurrency === undefined ? 'no concurrency limit' : `concurrency ${e.concurrency}`
+  return `${p.name} (elastic: min ${e.min}, max ${e.max}, ${concurrency}, destroy-after ${formatDuration(e.destroyAfterMs)}; ${rest})`
+}
+
 function summary (file: string, routing: Routing): string {
   const c: Config = routing.config
   const lines = [`${file}: ok`]
@@ -19,7 +28,7 @@ function summary (file: string, routing: Routing): string {
   const pools = Object.values(c.pools)
   lines.push(pools.length === 0
     ? '  pools: none (every request is served by the Machine that receives it)'
-    : `  pools: ${pools.map((p) => `${p.name} (size ${p.size}, autostop ${p.autostop}, oversize ${p.oversize}, unavailable ${p.unavailable})`).join(', ')}`)
+    : `  pools: ${pools.map(describePool).join(', ')}`)
   if (routing.rules.rules.length === 0) {
     lines.push('  rules: none (every request goes to the app pool)')
   } else {

@@ -7,7 +7,7 @@ import type { IncomingHttpHeaders } from 'node:http'
 import { parseBody, type ParsedBody } from '../body/parse.ts'
 import type { BufferedBody } from '../body/inspect.ts'
 import { formatSize } from '../config/units.ts'
-import type { Config } from '../config/types.ts'
+import type { Config, PoolConfig } from '../config/types.ts'
 import { decidePool, isReplayable, route, type PoolDecision } from '../decision/decide.ts'
 import type { Routing } from '../request-handler.ts'
 import type { CompiledRule, RequestHead } from '../rules/compile.ts'
@@ -196,12 +196,21 @@ function privateUrl (config: Config): string {
     .replaceAll('{port}', String(config.listen.port))
 }
 
-function describePoolDecision (d: PoolDecision, config: Config, pool: string): string {
+/** Which Machine of the pool a replay goes to, in words. */
+function whichMachine (pool: PoolConfig): string {
+  if (pool.app !== undefined) return `Fly's proxy picks a Machine of app ${pool.app}, starting a stopped one`
+  const e = pool.elastic
+  if (e === undefined) return `${MACHINE_PLACEHOLDER} = a Machine of pool ${pool.name}, found or created`
+  const room = e.concurrency === undefined ? 'the least-loaded Machine' : `the least-loaded Machine with fewer than ${e.concurrency} requests`
+  return `${MACHINE_PLACEHOLDER} = ${room} of pool ${pool.name}; when there is none, one more is created, up to ${e.max}`
+}
+
+function describePoolDecision (d: PoolDecision, config: Config, pool: PoolConfig): string {
   switch (d.kind) {
     case 'replay':
-      return `replay: 307 with fly-replay: ${d.header}   (${MACHINE_PLACEHOLDER} = a Machine of pool ${pool}, found or created)`
+      return `replay: 307 with fly-replay: ${d.header}   (${whichMachine(pool)})`
     case 'forward':
-      return `forward: the body cannot be replayed (over 1 MiB or chunked); oversize: forward proxies it to a Machine of pool ${pool} at ${privateUrl(config)}`
+      return `forward: the body cannot be replayed (over 1 MiB or chunked); oversize: forward proxies it to a Machine of pool ${pool.name} at ${privateUrl(config)}`
     case 'local':
       return d.reason === 'oversize'
         ? `served here: the body cannot be replayed (over 1 MiB or chunked) and oversize: local; proxied to ${config.app.url}`
@@ -222,22 +231,29 @@ function decisionOn (machinePool: string, routing: Routing, req: ExplainRequest,
     fallback: headers['fly-replay-failed'] !== undefined,
     target: rule?.to ?? 'app',
     ruleName: rule?.name,
+    // A Machine of a pool on another app sends requests for `app` back to SIDECAR_ORIGIN_APP.
+    originApp: config.pools[machinePool]?.app === undefined ? undefined : machinePool === config.pool ? config.originApp ?? null : null,
   })
   if (r.kind === 'local') {
     const why = r.reason === 'replayed'
       ? 'already replayed (fly-replay-src is set), never replayed twice'
-      : r.reason === 'fallback' ? 'a replay fallback (fly-replay-failed is set)' : `it belongs to pool ${machinePool}`
+      : r.reason === 'fallback'
+        ? 'a replay fallback (fly-replay-failed is set)'
+        : r.reason === 'no-origin' ? `pool ${machinePool} is another Fly app, and without SIDECAR_ORIGIN_APP on its Machines they serve it (with it: fly-replay app=<it>)` : `it belongs to pool ${machinePool}`
     return [`served here: ${why}; proxied to ${config.app.url}`]
   }
-  if (r.kind === 'elsewhere') return [`307 with fly-replay: ${r.header}   (Fly sends it to an ordinary Machine)`]
+  if (r.kind === 'elsewhere') {
+    const where = r.header.startsWith('app=') ? `Fly sends it back to app ${r.header.slice(4, r.header.indexOf(';'))}` : 'Fly sends it to an ordinary Machine'
+    return [`307 with fly-replay: ${r.header}   (${where})`]
+  }
   const pool = config.pools[r.pool]
   if (pool === undefined) return [`pool ${r.pool} is not defined`]
   const common = { pool, replayable: isReplayable(headers), replayTimeout: routing.replayTimeout, ruleName: rule?.name ?? 'default' }
   const picked = decidePool({ ...common, pick: { ok: true, machineId: MACHINE_PLACEHOLDER } })
   const none = decidePool({ ...common, pick: { ok: false, error: new SidecarError('SIDECAR_ERR_MACHINES_UNAVAILABLE', ['explain']) } })
-  const lines = [describePoolDecision(picked, config, pool.name)]
+  const lines = [describePoolDecision(picked, config, pool)]
   if (none.kind !== picked.kind || (none.kind === 'local' && picked.kind === 'local' && none.reason !== picked.reason)) {
-    lines.push(`when no Machine of pool ${pool.name} can be had (not on Fly, no FLY_API_TOKEN, API down): ${describePoolDecision(none, config, pool.name)}`)
+    lines.push(`when no Machine of pool ${pool.name} can be had (not on Fly, no FLY_API_TOKEN, API down): ${describePoolDecision(none, config, pool)}`)
   }
   return lines
 }

@@ -403,7 +403,7 @@ function buildConfig (tree: YamlNode, file: string, env: NodeJS.ProcessEnv, p: P
   const poolsE = entry(root, 'pools')
   const pools: Array<[string, PoolConfig]> = []
   for (const e of poolsE?.value.kind === 'map' ? poolsE.value.entries : []) {
-    pools.push([e.key, buildPool(e.key, e.value)])
+    pools.push([e.key, buildPool(e.key, e.value, ['pools', e.key], p)])
   }
   // Only well-named pools count as defined (a bad name is reported once, by the schema).
   const poolNames = new Set(pools.map(([name]) => name).filter((name) => new RegExp(POOL_NAME_PATTERN).test(name)))
@@ -430,11 +430,14 @@ function buildConfig (tree: YamlNode, file: string, env: NodeJS.ProcessEnv, p: P
     rules.push({ name, match: matchE === undefined ? {} : buildMatch(matchE.value, [...at, 'match'], p), to, line: node.pos.line })
   }
 
-  // this Machine's pool
-  const sidecarPool = env.SIDECAR_POOL === undefined || env.SIDECAR_POOL === '' ? 'app' : env.SIDECAR_POOL
+  // this Machine's pool: SIDECAR_POOL, else the pool that is this very Fly app (`app:`)
+  const byAppName = fly.app === undefined ? undefined : pools.find(([, pool]) => pool.app === fly.app)?.[0]
+  const sidecarPool = env.SIDECAR_POOL === undefined || env.SIDECAR_POOL === '' ? (byAppName ?? 'app') : env.SIDECAR_POOL
   if (sidecarPool !== 'app' && !poolNames.has(sidecarPool)) {
     p.add(poolsE?.keyPos ?? origin, ['pools'], `env SIDECAR_POOL=${JSON.stringify(sidecarPool)} names no pool defined here`)
   }
+  const ownPool = pools.find(([name]) => name === sidecarPool)?.[1]
+  const originApp = ownPool?.app === undefined ? undefined : env.SIDECAR_ORIGIN_APP === undefined || env.SIDECAR_ORIGIN_APP === '' ? null : env.SIDECAR_ORIGIN_APP
 
   return {
     file,
@@ -445,12 +448,16 @@ function buildConfig (tree: YamlNode, file: string, env: NodeJS.ProcessEnv, p: P
     inspect: { maxBodyBytes },
     fly,
     pool: sidecarPool,
+    ...(originApp === undefined ? {} : { originApp }),
     pools: record(pools),
     rules,
   }
 }
 
-function buildPool (name: string, node: YamlNode): PoolConfig {
+/** Keys that describe Machines this sidecar creates: meaningless for a pool that is another app. */
+const MACHINE_POOL_KEYS = ['size', 'min', 'max', 'concurrency', 'destroy-after', 'autostop', 'env', 'guest', 'unavailable'] as const
+
+function buildPool (name: string, node: YamlNode, at: PathSegment[], p: Problems): PoolConfig {
   const guestE = entry(node, 'guest')
   const guest: { cpu_kind?: string, cpus?: number, memory_mb?: number } = {}
   const cpuKind = stringOf(entry(guestE?.value, 'cpu_kind'))
@@ -461,17 +468,64 @@ function buildPool (name: string, node: YamlNode): PoolConfig {
   if (memory !== undefined) guest.memory_mb = memory
   const envE = entry(node, 'env')
   const env = envE?.value.kind === 'map' ? envE.value.entries : []
+  const appE = entry(node, 'app')
+  const app = stringOf(appE)
+  const sizeE = entry(node, 'size')
+  const minE = entry(node, 'min')
+  const maxE = entry(node, 'max')
+  const concurrencyE = entry(node, 'concurrency')
+  const destroyE = entry(node, 'destroy-after')
+  const size = numberOf(sizeE)
+  const min = numberOf(minE)
+  const max = numberOf(maxE)
+  const concurrency = numberOf(concurrencyE)
+  const destroyText = stringOf(destroyE)
+  const destroyMs = destroyText === undefined ? undefined : parseDuration(destroyText)
+  if (destroyE !== undefined && destroyMs !== undefined) {
+    if (destroyMs > MAX_DURATION_MS) p.add(destroyE.value.pos, [...at, 'destroy-after'], `must be at most ${Math.floor(MAX_DURATION_MS / 3_600_000)}h (a Node timer limit), got ${JSON.stringify(destroyText)}`)
+    else if (destroyMs === 0) p.add(destroyE.value.pos, [...at, 'destroy-after'], 'must be more than 0')
+  }
+  const oversizeE = entry(node, 'oversize')
+  let oversize = stringOf(oversizeE) as PoolConfig['oversize'] | undefined
+  if (appE !== undefined) {
+    for (const key of MACHINE_POOL_KEYS) {
+      const e = entry(node, key)
+      if (e !== undefined) p.add(e.keyPos, [...at, key], `does not apply to a pool on another Fly app (app: ${app ?? ''}): that app's own fly.toml and \`fly scale count\` decide its Machines`)
+    }
+    if (oversize === 'forward' && oversizeE !== undefined) p.add(oversizeE.value.pos, [...at, 'oversize'], 'a pool on another Fly app takes "local" or "reject": "forward" needs a Machine id, and Fly picks that app\'s Machine')
+    oversize ??= 'local'
+  } else {
+    for (const e of [minE, maxE, destroyE]) {
+      if (sizeE !== undefined && e !== undefined) p.add(e.keyPos, [...at, e.key], '`size` means exactly that many Machines: use min and max instead of size')
+    }
+    if (minE !== undefined && maxE === undefined && sizeE === undefined) p.add(minE.keyPos, [...at, 'min'], 'needs max (the most Machines the pool may have)')
+    if (min !== undefined && max !== undefined && min > max) p.add(minE?.value.pos ?? node.pos, [...at, 'min'], `must be at most max (${max}), got ${min}`)
+  }
+  const elastic = appE === undefined && (maxE !== undefined || minE !== undefined || concurrencyE !== undefined)
+  const most = max ?? size ?? DEFAULTS.poolSize
   return {
     name,
-    size: numberOf(entry(node, 'size')) ?? DEFAULTS.poolSize,
+    size: most,
     autostop: (stringOf(entry(node, 'autostop')) ?? DEFAULTS.poolAutostop) as PoolConfig['autostop'],
     env: record(env.flatMap((e) => {
       const v = stringOf(e)
       return v === undefined ? [] : [[e.key, v] as const]
     })),
     guest: guest satisfies GuestOverride,
-    oversize: (stringOf(entry(node, 'oversize')) ?? DEFAULTS.poolOversize) as PoolConfig['oversize'],
+    oversize: oversize ?? DEFAULTS.poolOversize,
     unavailable: (stringOf(entry(node, 'unavailable')) ?? DEFAULTS.poolUnavailable) as PoolConfig['unavailable'],
+    ...(elastic
+      ? {
+          elastic: {
+            // `size: N` with `concurrency` is min = max = N; `max` alone starts from 0.
+            min: min ?? (maxE === undefined ? most : DEFAULTS.poolMin),
+            max: most,
+            ...(concurrency === undefined ? {} : { concurrency }),
+            destroyAfterMs: destroyMs !== undefined && destroyMs > 0 ? destroyMs : DEFAULTS.poolDestroyAfterMs,
+          },
+        }
+      : {}),
+    ...(app === undefined ? {} : { app }),
   }
 }
 

@@ -16,6 +16,8 @@ export const ENV_NAME_PATTERN = '^[A-Za-z_][A-Za-z0-9_]*$'
 /** RFC 9110 §5.6.2 token: header field names and methods. */
 export const TOKEN_PATTERN = "^[!#$%&'*+.^_`|~0-9A-Za-z-]+$"
 const URL_PATTERN = '^https?://'
+/** A Fly app name. */
+export const FLY_APP_PATTERN = '^[a-z0-9][a-z0-9-]*$'
 const ABSOLUTE_PATH_PATTERN = '^/'
 const RULE_PATH_PATTERN = '^[/~]'
 
@@ -30,6 +32,7 @@ const PATTERN_NOUNS: Readonly<Record<string, { noun: string, ifNumber?: string }
   [ENV_NAME_PATTERN]: { noun: 'an environment variable name (letters, digits and "_", not starting with a digit)' },
   [TOKEN_PATTERN]: { noun: 'an HTTP token (letters, digits and !#$%&\'*+-.^_`|~)' },
   [URL_PATTERN]: { noun: 'an http:// or https:// URL' },
+  [FLY_APP_PATTERN]: { noun: 'a Fly app name (lower-case letters, digits and "-")' },
   [ABSOLUTE_PATH_PATTERN]: { noun: 'a path starting with "/"' },
   [RULE_PATH_PATTERN]: { noun: 'a path starting with "/" (a glob) or "~" (a regular expression)' },
 }
@@ -88,7 +91,12 @@ const RuleSchema = Type.Object({
 }, strict)
 
 const PoolSchema = Type.Object({
-  size: Type.Optional(Type.Integer({ minimum: 1, default: DEFAULTS.poolSize, description: 'at most this many Machines, created on demand' })),
+  size: Type.Optional(Type.Integer({ minimum: 1, default: DEFAULTS.poolSize, description: 'exactly this many Machines, created on demand, used in turn (not with min/max)' })),
+  min: Type.Optional(Type.Integer({ minimum: 0, default: DEFAULTS.poolMin, description: 'Machines kept even when idle (stopped ones count); needs max' })),
+  max: Type.Optional(Type.Integer({ minimum: 1, description: 'never more Machines than this; makes the pool elastic (placement by load)' })),
+  concurrency: Type.Optional(Type.Integer({ minimum: 1, description: 'requests one Machine takes before the next is used or created; default no limit' })),
+  'destroy-after': Type.Optional(Duration(DEFAULTS.poolDestroyAfterMs, 'a Machine beyond min that has been stopped this long is destroyed')),
+  app: Type.Optional(Type.String({ pattern: FLY_APP_PATTERN, description: 'the pool is this other Fly app: requests get fly-replay app=<name>, no token needed' })),
   autostop: Type.Optional(Type.Enum(['stop', 'suspend', 'off'], { default: DEFAULTS.poolAutostop, description: "the created Machines' services autostop" })),
   env: Type.Optional(Type.Record(Type.String({ pattern: ENV_NAME_PATTERN }), Type.String(), {
     ...strict,

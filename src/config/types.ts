@@ -45,14 +45,31 @@ export interface GuestOverride {
   readonly memory_mb?: number
 }
 
+/** An elastic pool (`min`, `max` or `concurrency` given): placement by load, growth, scale-down. */
+export interface ElasticPool {
+  /** Machines never destroyed for idleness (stopped ones count). */
+  readonly min: number
+  /** Never more Machines than this (also the pool's `size`). */
+  readonly max: number
+  /** Requests one Machine takes before the next is used or created; undefined = no limit. */
+  readonly concurrency?: number
+  /** A Machine beyond `min` stopped this long is destroyed. */
+  readonly destroyAfterMs: number
+}
+
 export interface PoolConfig {
   readonly name: string
+  /** Fixed pools: exactly this many Machines (created on demand). Elastic pools: their `max`. */
   readonly size: number
   readonly autostop: Autostop
   readonly env: Readonly<Record<string, string>>
   readonly guest: GuestOverride
   readonly oversize: OversizePolicy
   readonly unavailable: UnavailablePolicy
+  /** Present when `min`, `max` or `concurrency` is set; absent for `size: N` (exactly N, round-robin). */
+  readonly elastic?: ElasticPool
+  /** The pool is this other Fly app: requests get `fly-replay: app=<name>`, no Machines API. */
+  readonly app?: string
 }
 
 export interface HostPort {
@@ -88,8 +105,14 @@ export interface Config {
     /** Template with {id}, {app}, {port}. */
     readonly privateUrl: string
   }
-  /** The pool this Machine belongs to: env SIDECAR_POOL, else `app`. */
+  /** The pool this Machine belongs to: env SIDECAR_POOL, else the pool whose `app` is FLY_APP_NAME, else `app`. */
   readonly pool: string
+  /**
+   * On a Machine of a pool on another app (`app:`): the app that replays here (env
+   * SIDECAR_ORIGIN_APP), where requests for `app` are sent back with `fly-replay: app=<it>`.
+   * null on such a Machine when it is unset (they are then served there); absent on other Machines.
+   */
+  readonly originApp?: string | null
   /** Named pools (never contains `app`). Insertion order = file order. */
   readonly pools: Readonly<Record<string, PoolConfig>>
   readonly rules: readonly RuleConfig[]
@@ -114,6 +137,8 @@ export const DEFAULTS = {
   poolAutostop: 'stop' as Autostop,
   poolOversize: 'forward' as OversizePolicy,
   poolUnavailable: 'local' as UnavailablePolicy,
+  poolMin: 0,
+  poolDestroyAfterMs: 30 * 60_000,
 } as const
 
 /** Fly cannot replay a request whose body is larger than this (platform notes §1.3). */

@@ -17,10 +17,16 @@ export interface RouteInput {
   /** The matched rule's `to`, or `app` when no rule matched. */
   readonly target: string
   readonly ruleName: string | undefined
+  /**
+   * Set on a Machine of a pool on another Fly app (config `originApp`): requests for `app` go back
+   * to that app with `fly-replay: app=<it>`, since `elsewhere` would stay inside the pool's app.
+   * null: such a Machine without a known origin, where they are served here.
+   */
+  readonly originApp?: string | null | undefined
 }
 
 export type Route =
-  | { readonly kind: 'local', readonly reason: 'not-on-fly' | 'replayed' | 'fallback' | 'same-pool' }
+  | { readonly kind: 'local', readonly reason: 'not-on-fly' | 'replayed' | 'fallback' | 'same-pool' | 'no-origin' }
   /** Answer `fly-replay: elsewhere=true;state=<rule or "default">`. */
   | { readonly kind: 'elsewhere', readonly header: string }
   /** Send it to a Machine of this named pool (decidePool says how). */
@@ -30,6 +36,7 @@ const LOCAL_REPLAYED: Route = Object.freeze({ kind: 'local', reason: 'replayed' 
 const LOCAL_FALLBACK: Route = Object.freeze({ kind: 'local', reason: 'fallback' })
 const LOCAL_NOT_ON_FLY: Route = Object.freeze({ kind: 'local', reason: 'not-on-fly' })
 const LOCAL_SAME_POOL: Route = Object.freeze({ kind: 'local', reason: 'same-pool' })
+const LOCAL_NO_ORIGIN: Route = Object.freeze({ kind: 'local', reason: 'no-origin' })
 
 /**
  * Contract §4 steps 2-7 (the server answers the health path before this). In order: a replayed
@@ -43,7 +50,11 @@ export function route (input: RouteInput): Route {
   if (input.fallback) return LOCAL_FALLBACK
   if (!input.onFly) return LOCAL_NOT_ON_FLY
   if (input.target === input.pool) return LOCAL_SAME_POOL
-  if (input.target === 'app') return { kind: 'elsewhere', header: `elsewhere=true;state=${input.ruleName ?? 'default'}` }
+  if (input.target === 'app') {
+    if (input.originApp === null) return LOCAL_NO_ORIGIN
+    const to = input.originApp === undefined ? 'elsewhere=true' : `app=${input.originApp}`
+    return { kind: 'elsewhere', header: `${to};state=${input.ruleName ?? 'default'}` }
+  }
   return { kind: 'pool', pool: input.target }
 }
 
@@ -63,8 +74,12 @@ export function isReplayable (headers: IncomingHttpHeaders, maxBytes: number = F
   return CONTENT_LENGTH_RE.test(length) && Number(length) <= maxBytes
 }
 
-/** Whether a pool Machine must be picked: false when the body cannot be replayed and oversize is local or reject. */
+/**
+ * Whether a pool Machine must be picked: false for a pool on another app (Fly picks its Machine),
+ * and when the body cannot be replayed and oversize is local or reject.
+ */
 export function needsPick (pool: PoolConfig, replayable: boolean): boolean {
+  if (pool.app !== undefined) return false
   return replayable || pool.oversize === 'forward'
 }
 
@@ -79,7 +94,10 @@ export interface PoolInput {
 }
 
 export type PoolDecision =
-  /** Answer 307 with `fly-replay: instance=<id>;timeout=<t>;fallback=prefer_self;state=<rule>`. */
+  /**
+   * Answer 307 with `fly-replay: instance=<id>;timeout=<t>;fallback=prefer_self;state=<rule>`, or
+   * `app=<name>;…` for a pool on another app (machineId is then '').
+   */
   | { readonly kind: 'replay', readonly machineId: string, readonly header: string }
   /** Proxy the request to that Machine over the private network (oversize: forward). */
   | { readonly kind: 'forward', readonly machineId: string }
@@ -92,6 +110,7 @@ const LOCAL_UNAVAILABLE: PoolDecision = Object.freeze({ kind: 'local', reason: '
 
 /**
  * Contract §4 step 5, for a request whose target is the named pool `input.pool`:
+ * - a pool on another app (`app:`), replayable → `fly-replay: app=<name>` (no pick);
  * - replayable and a Machine picked → replay to it;
  * - not replayable → the pool's `oversize`: `local`, `reject` (SIDECAR_ERR_REPLAY_OVERSIZE), or
  *   `forward` to the picked Machine;
@@ -103,6 +122,11 @@ export function decidePool (input: PoolInput): PoolDecision {
   if (!input.replayable) {
     if (pool.oversize === 'local') return LOCAL_OVERSIZE
     if (pool.oversize === 'reject') return { kind: 'reject', error: new SidecarError('SIDECAR_ERR_REPLAY_OVERSIZE', [pool.name]) }
+  }
+  // Another app: Fly's proxy balances over its Machines (and starts stopped ones); no pick.
+  if (pool.app !== undefined) {
+    if (!input.replayable) return LOCAL_OVERSIZE
+    return { kind: 'replay', machineId: '', header: `app=${pool.app};timeout=${input.replayTimeout};fallback=prefer_self;state=${input.ruleName}` }
   }
   if (pick === undefined || !pick.ok) {
     if (pool.unavailable === 'local') return LOCAL_UNAVAILABLE

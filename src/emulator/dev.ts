@@ -208,6 +208,7 @@ export async function runDev (options: DevOptions = {}): Promise<DevEmulator> {
         await runtime.destroy(m.id)
         log('machines', `destroyed ${label(m.id)}`)
       },
+      privateUrl: (m) => runtime.url(m.id),
     },
   })
   const runtime = createRuntime({

@@ -33,6 +33,12 @@ export interface MachinesApiRuntime {
   onStop?(m: FakeMachine): Promise<void> | void
   /** On destroy; the state is `destroyed` once this resolves. */
   onDestroy?(m: FakeMachine): Promise<void> | void
+  /**
+   * Where a started Machine listens (e.g. http://127.0.0.1:40123), for the emulated private
+   * network: `/_private/<id>/<path>` on this server is proxied there, as
+   * `http://<id>.vm.<app>.internal:<port>/<path>` reaches a Machine on Fly.
+   */
+  privateUrl?(m: FakeMachine): string | undefined
 }
 
 export interface MachinesApiOptions {
@@ -109,6 +115,9 @@ interface Reply {
   status: number
   body?: unknown
 }
+
+/** Path prefix of the emulated private network (see MachinesApiRuntime.privateUrl). */
+export const PRIVATE_PREFIX = '/_private/'
 
 const RUNNING = new Set(['started', 'starting', 'stopping', 'suspending', 'replacing'])
 
@@ -343,7 +352,28 @@ export async function startMachinesApi (options: MachinesApiOptions, port = 0): 
     res.end(text)
   }
 
+  /** The emulated private network: not part of the Machines API, never recorded or faulted. */
+  function privateNetwork (req: http.IncomingMessage, res: http.ServerResponse): void {
+    const rest = (req.url ?? '').slice(PRIVATE_PREFIX.length)
+    const slash = rest.indexOf('/')
+    const id = decodeURIComponent(slash === -1 ? rest : rest.slice(0, slash))
+    const m = machines.get(id)
+    const base = m === undefined || m.state !== 'started' ? undefined : runtime?.privateUrl?.(m)
+    if (base === undefined) {
+      res.writeHead(502, { 'content-type': 'application/json' })
+      res.end(JSON.stringify({ error: `machine ${id} is not reachable on the private network` }))
+      return
+    }
+    const upstream = http.request(`${base}${slash === -1 ? '/' : rest.slice(slash)}`, { method: req.method, headers: req.headers }, (up) => {
+      res.writeHead(up.statusCode ?? 502, up.headers)
+      up.pipe(res)
+    })
+    upstream.on('error', () => { if (!res.headersSent) { res.writeHead(502); res.end() } else res.destroy() })
+    req.pipe(upstream)
+  }
+
   const server = http.createServer((req, res) => {
+    if (req.url?.startsWith(PRIVATE_PREFIX) === true) { privateNetwork(req, res); return }
     const chunks: Buffer[] = []
     req.on('data', (c: Buffer) => chunks.push(c))
     req.on('end', () => {

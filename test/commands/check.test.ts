@@ -117,3 +117,27 @@ t.test('usage errors exit 2 with the usage on stderr; --help exits 0', async (t)
   t.equal(await runCheck(['--help'], c.io), 0)
   t.match(c.stdout(), /^usage: fly-replay-sidecar check/)
 })
+
+t.test('elastic pools and pools on another app are summarised with their keys (issue 15)', async (t) => {
+  const dir = t.testdir({
+    'routes.yaml': `app:
+  url: http://127.0.0.1:8081
+metrics: false
+pools:
+  tasker:
+    max: 4
+    concurrency: 1
+    destroy-after: 5m
+  burst:
+    min: 1
+    max: 3
+  reports:
+    app: shop-reports
+`,
+  })
+  const c = captureIo()
+  t.equal(await runCheck(['--config', path.join(dir, 'routes.yaml')], c.io), 0)
+  t.match(c.stdout(), '  pools: tasker (elastic: min 0, max 4, concurrency 1, destroy-after 5m; autostop stop, oversize forward, unavailable local), ' +
+    'burst (elastic: min 1, max 3, no concurrency limit, destroy-after 30m; autostop stop, oversize forward, unavailable local), ' +
+    'reports (Fly app shop-reports: fly-replay app=shop-reports, no token needed; oversize local)\n')
+})

@@ -167,3 +167,35 @@ t.test('a config with problems: they are printed on stderr, exit 1', async (t) =
   t.equal(c.stderr(), `${path.relative(process.cwd(), file)}:2:8: app.url: must be an http:// or https:// URL, got "nope"\n1 problem\n`)
   t.equal(c.stdout(), '')
 })
+
+t.test('elastic pools and pools on another app: which Machine, and the way back (issue 15)', async (t) => {
+  const config = `app:
+  url: http://127.0.0.1:8081
+pools:
+  tasker:
+    max: 4
+    concurrency: 2
+  reports:
+    app: shop-reports
+rules:
+  - name: lw
+    match: { path: /livewire/update }
+    to: tasker
+  - name: rep
+    match: { path: "/reports/**" }
+    to: reports
+`
+  const dir = t.testdir({ 'routes.yaml': config })
+  const run = async (argv: string[]): Promise<string> => {
+    const c = captureIo()
+    await runExplain(['--config', path.join(dir, 'routes.yaml'), ...argv], c.io)
+    return c.stdout()
+  }
+  const lw = await run(['/livewire/update'])
+  t.match(lw, 'on a Machine of pool app: replay: 307 with fly-replay: instance=<id>;timeout=30s;fallback=prefer_self;state=lw   (<id> = the least-loaded Machine with fewer than 2 requests of pool tasker; when there is none, one more is created, up to 4)\n')
+  const rep = await run(['/reports/q3'])
+  t.match(rep, 'on a Machine of pool app: replay: 307 with fly-replay: app=shop-reports;timeout=30s;fallback=prefer_self;state=rep   (Fly\'s proxy picks a Machine of app shop-reports, starting a stopped one)\n')
+  t.notMatch(rep, 'when no Machine of pool reports', 'no Machines API involved: nothing can be unavailable')
+  const page = await run(['/'])
+  t.match(page, 'on a Machine of pool reports: served here: pool reports is another Fly app, and without SIDECAR_ORIGIN_APP on its Machines they serve it (with it: fly-replay app=<it>); proxied to http://127.0.0.1:8081\n')
+})

@@ -4,7 +4,7 @@ import t from 'tap'
 import type { IncomingHttpHeaders } from 'node:http'
 import type { PoolConfig } from '../../src/config/types.ts'
 import type { PoolPick } from '../../src/machines/types.ts'
-import { decidePool, formatDuration, isReplayable, needsPick, route, type PoolDecision, type Route, type RouteInput } from '../../src/decision/decide.ts'
+import { decidePool, formatDuration, isReplayable, needsPick, route, type PoolDecision, type PoolInput, type Route, type RouteInput } from '../../src/decision/decide.ts'
 import { SidecarError } from '../../src/errors.ts'
 
 t.test('route', async (t) => {
@@ -127,4 +127,38 @@ t.test('formatDuration', async (t) => {
     { name: 'zero', input: 0, want: '0ms' },
   ]
   for (const c of cases) t.equal(formatDuration(c.input), c.want, c.name)
+})
+
+t.test('pools on another Fly app (issue 15)', async (t) => {
+  const other = pool({ app: 'shop-tasker', oversize: 'local' })
+  t.equal(needsPick(other, true), false, 'no pick: Fly picks the Machine of that app')
+  t.equal(needsPick(pool({ app: 'shop-tasker', oversize: 'reject' }), false), false, 'not for an oversize body either')
+  const cases: Array<{ name: string, input: Partial<PoolInput>, want: PoolDecision }> = [
+    {
+      name: 'replayable: app=<name>, with timeout, fallback and state',
+      input: { pool: other },
+      want: { kind: 'replay', machineId: '', header: 'app=shop-tasker;timeout=30s;fallback=prefer_self;state=lw' },
+    },
+    {
+      name: 'a pick (say an error) is ignored: no Machines API is involved',
+      input: { pool: other, pick: { ok: false, error: new SidecarError('SIDECAR_ERR_MACHINES_UNKNOWN_POOL', ['tasker']) } },
+      want: { kind: 'replay', machineId: '', header: 'app=shop-tasker;timeout=30s;fallback=prefer_self;state=lw' },
+    },
+    { name: 'oversize local', input: { pool: other, replayable: false }, want: { kind: 'local', reason: 'oversize' } },
+  ]
+  for (const c of cases) t.strictSame(decidePool({ pool: other, replayable: true, pick: undefined, replayTimeout: '30s', ruleName: 'lw', ...c.input }), c.want, c.name)
+  const rejected = decidePool({ pool: pool({ app: 'shop-tasker', oversize: 'reject' }), replayable: false, pick: undefined, replayTimeout: '30s', ruleName: 'lw' })
+  t.equal(rejected.kind === 'reject' ? rejected.error.code : rejected.kind, 'SIDECAR_ERR_REPLAY_OVERSIZE', 'oversize reject')
+
+  const base: RouteInput = { pool: 'tasker', onFly: true, replayed: false, fallback: false, target: 'app', ruleName: 'pages', originApp: 'shop' }
+  t.strictSame(route(base), { kind: 'elsewhere', header: 'app=shop;state=pages' }, 'on that app, requests for app go back to the origin app')
+  t.strictSame(route({ ...base, ruleName: undefined }), { kind: 'elsewhere', header: 'app=shop;state=default' }, 'state default')
+  t.strictSame(route({ ...base, target: 'tasker' }), { kind: 'local', reason: 'same-pool' }, 'its own requests are served there')
+  t.strictSame(route({ ...base, replayed: true }), { kind: 'local', reason: 'replayed' }, 'replayed ones too')
+})
+
+t.test('a Machine of a pool on another app without a known origin serves requests for app itself', async (t) => {
+  const base: RouteInput = { pool: 'tasker', onFly: true, replayed: false, fallback: false, target: 'app', ruleName: 'pages', originApp: null }
+  t.strictSame(route(base), { kind: 'local', reason: 'no-origin' }, 'elsewhere=true would only bounce inside the pool app')
+  t.strictSame(route({ ...base, target: 'exports' }), { kind: 'pool', pool: 'exports' }, 'other pools are unaffected')
 })
