@@ -1,0 +1,235 @@
+// Laravel's production shape behind the sidecar: nginx + php-fpm from Debian, started by
+// examples/laravel/docker/start-app (`php-fpm -D`, then `exec nginx -g 'daemon off;'`) with the
+// example's nginx site and php-fpm pool, and examples/laravel/config/routes.yaml. php-fpm and
+// nginx are reached through two wrappers named as in the php image, which `exec` Debian's
+// binaries with this sandbox's main config files (the image's own /etc files stand in for them
+// in production), so the process tree is the one a Machine runs.
+import t, { type Test } from 'tap'
+import { chmodSync, copyFileSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import path from 'node:path'
+import { createHash } from 'node:crypto'
+import { Agent } from 'undici'
+import { startMachinesApi } from '../../src/emulator/machines-api.ts'
+import { deadPort } from '../helpers/net.ts'
+import { patternBytes } from '../helpers/apps.ts'
+import { APP, IMAGE, live, seedSelf } from '../fixtures/machines/setup.ts'
+import {
+  APPS, EXAMPLES, SYSTEM_PATH, TOKEN, appProcesses, fetchAll, gone, lineArrivals, serverTree, sleep, startStack, streamed, until, waitHealthy,
+  type Proc, type Stack,
+} from './harness.ts'
+
+const EX = path.join(EXAMPLES, 'laravel')
+const START_APP = path.join(EX, 'docker/start-app')
+const sha256 = (b: Buffer): string => createHash('sha256').update(b).digest('hex')
+
+interface Sandbox { readonly dir: string, readonly bin: string, readonly nginxPort: number, readonly seenLog: string }
+
+/** php-fpm and nginx wrappers, their main configs, and the example's site and pool, ports substituted. */
+async function sandbox (dir: string): Promise<Sandbox> {
+  const nginxPort = await deadPort()
+  const fpmPort = await deadPort()
+  const bin = path.join(dir, 'bin')
+  const ngx = path.join(dir, 'nginx')
+  mkdirSync(bin)
+  mkdirSync(ngx)
+  const root = process.getuid?.() === 0
+  const seenLog = path.join(dir, 'seen.log')
+  const sub = (text: string): string => text
+    .replaceAll('127.0.0.1:8081', `127.0.0.1:${nginxPort}`)
+    .replaceAll('127.0.0.1:9000', `127.0.0.1:${fpmPort}`)
+    .replaceAll('/var/www/html', path.join(APPS, 'laravel'))
+  writeFileSync(path.join(ngx, 'laravel.conf'), sub(readFileSync(path.join(EX, 'docker/nginx-site.conf'), 'utf8')))
+  copyFileSync('/etc/nginx/fastcgi_params', path.join(ngx, 'fastcgi_params'))
+  // Stands in for the image's /etc/nginx/nginx.conf, which includes conf.d/*.conf.
+  writeFileSync(path.join(ngx, 'nginx.conf'), [
+    root ? 'user root root;' : '',
+    `pid ${ngx}/nginx.pid;`,
+    'error_log stderr;',
+    'worker_processes 2;',
+    'events { worker_connections 256; }',
+    'http {',
+    ...['client_body', 'proxy', 'fastcgi', 'uwsgi', 'scgi'].map((k) => `  ${k}_temp_path ${ngx}/${k}_temp;`),
+    '  include laravel.conf;',
+    '}',
+    '',
+  ].join('\n'))
+  writeFileSync(path.join(dir, 'zz-sidecar.conf'), sub(readFileSync(path.join(EX, 'docker/php-fpm-pool.conf'), 'utf8')))
+  // Stands in for the php image's php-fpm.conf, which includes php-fpm.d/*.conf (zz-sidecar.conf last).
+  writeFileSync(path.join(dir, 'php-fpm.conf'), [
+    '[global]',
+    `pid = ${dir}/php-fpm.pid`,
+    'error_log = /proc/self/fd/2',
+    `include = ${dir}/zz-sidecar.conf`,
+    '[www]',
+    `env[SEEN_LOG] = ${seenLog}`,
+    '',
+  ].join('\n'))
+  const wrapper = (name: string, body: string): void => {
+    writeFileSync(path.join(bin, name), `#!/bin/sh\n${body}\n`)
+    chmodSync(path.join(bin, name), 0o755)
+  }
+  wrapper('php-fpm', `${root ? '[ "$(id -u)" = 0 ] && set -- -R "$@"\n' : ''}exec /usr/sbin/php-fpm8.2 -y "${dir}/php-fpm.conf" "$@"`)
+  wrapper('nginx', `exec /usr/sbin/nginx -p "${ngx}/" -c "${ngx}/nginx.conf" "$@"`)
+  return { dir, bin, nginxPort, seenLog }
+}
+
+async function laravel (t: Test, env: NodeJS.ProcessEnv = {}, extraConfig = ''): Promise<{ stack: Stack, box: Sandbox }> {
+  const dir = mkdtempSync(path.join(tmpdir(), 'realservers-laravel-'))
+  t.teardown(() => { rmSync(dir, { recursive: true, force: true }) })
+  const box = await sandbox(dir)
+  const stack = await startStack(t, {
+    config: 'laravel/config/routes.yaml',
+    command: [START_APP],
+    cwd: path.join(APPS, 'laravel'),
+    appPort: box.nginxPort,
+    path: `${box.bin}:${SYSTEM_PATH}`,
+    env: { FLY_API_TOKEN: TOKEN, ...env },
+    extraConfig,
+  })
+  return { stack, box }
+}
+
+const KINDS: Array<[string, string]> = [
+  ['nginx: master', 'nginx master'], ['nginx: worker', 'nginx worker'],
+  ['php-fpm: master', 'php-fpm master'], ['php-fpm: pool', 'php-fpm worker'],
+]
+
+/** nginx master + workers, php-fpm master + children: what the app runs, by their titles. */
+function tree (procs: readonly Proc[]): Record<string, number> {
+  const count: Record<string, number> = {}
+  for (const p of procs) {
+    const kind = KINDS.find(([prefix]) => p.cmd.startsWith(prefix))?.[1] ?? p.cmd
+    count[kind] = (count[kind] ?? 0) + 1
+  }
+  return count
+}
+
+t.test('nginx + php-fpm (start-app) behind the sidecar', async (t) => {
+  const { stack, box } = await laravel(t)
+  const seen = await waitHealthy(stack)
+  t.equal(seen.at(-1), '200 ok', `health: ${seen.join(' → ')}`)
+  t.notOk(seen.includes('503 app-down'), 'never app-down while starting')
+
+  // By the servers' own pid files, not the sidecar's marks: what runs, whatever the sidecar knows.
+  const procs = [...serverTree(path.join(box.dir, 'nginx/nginx.pid')), ...serverTree(path.join(box.dir, 'php-fpm.pid'))]
+  t.teardown(() => { for (const p of procs) { try { process.kill(p.pid, 'SIGKILL') } catch {} } })
+  const kinds = tree(procs)
+  t.equal(kinds['nginx master'], 1, 'nginx master')
+  t.equal(kinds['nginx worker'], 2, 'nginx workers')
+  t.equal(kinds['php-fpm master'], 1, 'php-fpm master')
+  t.equal(kinds['php-fpm worker'], 2, 'php-fpm workers (pm.start_servers)')
+  const fpmMaster = procs.find((p) => p.cmd.startsWith('php-fpm: master')) as Proc
+  t.equal(fpmMaster.ppid === stack.pid, false, 'php-fpm\'s master is not the sidecar\'s child')
+  const nginxMaster = procs.find((p) => p.cmd.startsWith('nginx: master')) as Proc
+  t.equal(nginxMaster.ppid, stack.pid, 'nginx is the sidecar\'s child (the script exec\'d it)')
+
+  await t.test('bodies of 0 B, 1 KiB and 5 MiB, both ways, byte for byte', async (t) => {
+    for (const size of [0, 1024, 5 * 1024 * 1024]) {
+      const body = patternBytes(size)
+      const up = await fetchAll(stack.url('/echo'), { method: 'POST', body, headers: { 'content-type': 'application/octet-stream' } })
+      t.strictSame([up.status, JSON.parse(up.body.toString())], [200, { bytes: size, sha256: sha256(body) }], `request body of ${size} B`)
+      const down = await fetchAll(stack.url(`/bytes?n=${size}`))
+      t.strictSame([down.status, down.body.length, sha256(down.body)], [200, size, down.headers['x-sha256']], `response body of ${size} B`)
+    }
+  })
+
+  await t.test('a streamed response arrives chunk by chunk (fastcgi_buffering off)', async (t) => {
+    const r = await streamed(stack.url('/stream?n=5&ms=200'))
+    const lines = lineArrivals(r.chunks)
+    t.equal(lines.length, 5)
+    t.ok(r.chunks.length >= 4, `${r.chunks.length} separate chunks`)
+    t.ok((lines.at(-1)?.at ?? 0) - (lines[0]?.at ?? 0) >= 600, `spread over ${(lines.at(-1)?.at ?? 0) - (lines[0]?.at ?? 0)} ms for 4 × 200 ms`)
+    t.comment(`arrivals (ms after headers): ${lines.map((l) => l.at).join(', ')}`)
+  })
+
+  await t.test('keep-alive: requests around the idle timeouts, 4 clients at once, none fails', async (t) => {
+    // nginx keeps an idle connection 75 s; the sidecar's pool drops its own after 1.5 s, so the
+    // gaps that matter are around 1.5 s, where the sidecar's side expires.
+    const agent = new Agent({ connections: 4 })
+    t.teardown(() => agent.close())
+    const gaps = [0, 1400, 1500, 1600, 0]
+    const results = await Promise.all([0, 1, 2, 3].map(async (client) => {
+      const statuses: number[] = []
+      for (const gap of gaps) {
+        await sleep(gap + client * 20)
+        statuses.push((await fetchAll(stack.url('/'), { dispatcher: agent })).status)
+      }
+      return statuses
+    }))
+    t.strictSame(results, [0, 1, 2, 3].map(() => gaps.map(() => 200)))
+  })
+
+  await t.test('SIGTERM: the whole tree is gone, php-fpm included, and the sidecar exits 0 as nginx does', async (t) => {
+    t.strictSame(appProcesses(stack.pid).map((p) => p.pid).sort(), procs.map((p) => p.pid).sort(), 'the sidecar\'s marks find exactly these')
+    const before = procs
+    const began = Date.now()
+    stack.child.kill('SIGTERM')
+    const exit = await stack.exit
+    const took = Date.now() - began
+    t.strictSame(exit, { code: 0, signal: null }, 'nginx exits 0 on SIGTERM, and so does the sidecar')
+    t.strictSame(before.filter((p) => !gone(p.pid)).map((p) => p.cmd), [], 'nothing of the app is left')
+    t.ok(took < 3000 + 4000, `stopped in ${took} ms, within drain + stop timeouts`)
+    t.ok(existsSync(box.dir), 'sandbox still there')
+  })
+})
+
+t.test('Livewire: process() replayed to the tasker and never seen by PHP; save() served by PHP; the tasker streams process()', async (t) => {
+  const api = await startMachinesApi({ app: APP, token: TOKEN, region: 'ams' })
+  t.teardown(() => api.close())
+  seedSelf(api)
+  const fly = `fly:\n  api-url: ${api.url}\n`
+  const flyEnv = { FLY_APP_NAME: APP, FLY_MACHINE_ID: 'self0000000001', FLY_REGION: 'ams', FLY_IMAGE_REF: IMAGE }
+  const { stack, box } = await laravel(t, flyEnv, fly)
+  await waitHealthy(stack)
+  const livewire = (method: string): string => JSON.stringify({ components: [{ snapshot: '{"data":{}}', updates: {}, calls: [{ path: '', method, params: [] }] }] })
+  const headers = { 'content-type': 'application/json', 'x-livewire': 'true' }
+
+  const processed = await fetchAll(stack.url('/livewire/update'), { method: 'POST', headers, body: livewire('process') })
+  const tasker = live(api)
+  t.equal(tasker.length, 1, 'a tasker Machine was created')
+  const id = tasker[0]?.id as string
+  t.equal(processed.status, 307)
+  t.equal(processed.headers['fly-replay'], `instance=${id};timeout=30s;fallback=prefer_self;state=livewire-process`)
+
+  const saved = await fetchAll(stack.url('/livewire/update'), { method: 'POST', headers, body: livewire('save') })
+  t.strictSame([saved.status, JSON.parse(saved.body.toString())], [200, { saved: true, calls: ['save'] }], 'save() is served by PHP')
+  t.equal(readFileSync(box.seenLog, 'utf8'), 'save -\n', 'PHP saw save() and never process()')
+
+  // The tasker Machine: its own sidecar (SIDECAR_POOL=tasker) in front of the same PHP, as the
+  // replayed request reaches it from Fly's edge (with fly-replay-src).
+  const onTasker = await startStack(t, {
+    config: 'laravel/config/routes.yaml',
+    appPort: box.nginxPort,
+    env: { ...flyEnv, FLY_MACHINE_ID: id, SIDECAR_POOL: 'tasker', FLY_API_TOKEN: TOKEN },
+    extraConfig: fly,
+  })
+  await waitHealthy(onTasker)
+  const r = await streamed(onTasker.url('/livewire/update'), {
+    method: 'POST',
+    headers: { ...headers, 'fly-replay-src': `instance=self0000000001;region=ams;t=${Date.now() * 1000};state=livewire-process` },
+    body: livewire('process'),
+  })
+  t.equal(r.status, 200)
+  t.equal(r.headers['x-livewire-stream'], 'true')
+  const rows = lineArrivals(r.chunks)
+  t.strictSame(rows.map((l) => l.line.split(' ').slice(0, 2).join(' ')), ['row 0', 'row 1', 'row 2', 'row 3', 'row 4'])
+  const gapsMs = rows.slice(1).map((l, i) => l.at - (rows[i]?.at ?? 0))
+  t.ok(gapsMs.every((g) => g >= 75), `each row arrives on its own, 150 ms apart in PHP: gaps ${gapsMs.join(', ')} ms`)
+  t.comment(`tasker stream through the sidecar: rows at ${rows.map((l) => l.at).join(', ')} ms after the headers`)
+  t.match(readFileSync(box.seenLog, 'utf8'), /^save -\nprocess instance=self0000000001;region=ams;t=[0-9]+;state=livewire-process\n$/, 'PHP on the tasker saw the replayed process()')
+})
+
+t.test('the app exits on its own: php-fpm left behind is stopped, the exit code is nginx\'s', async (t) => {
+  const { stack, box } = await laravel(t)
+  await waitHealthy(stack)
+  const procs = [...serverTree(path.join(box.dir, 'nginx/nginx.pid')), ...serverTree(path.join(box.dir, 'php-fpm.pid'))]
+  t.teardown(() => { for (const p of procs) { try { process.kill(p.pid, 'SIGKILL') } catch {} } })
+  const nginxMaster = procs.find((p) => p.cmd.startsWith('nginx: master')) as Proc
+  process.kill(nginxMaster.pid, 'SIGKILL')
+  const exit = await stack.exit
+  t.strictSame(exit, { code: 137, signal: null }, 'nginx died of SIGKILL: 128 + 9')
+  await until('php-fpm gone', () => procs.every((p) => gone(p.pid)), 5000)
+  t.pass('php-fpm\'s master and workers are gone too')
+  t.ok(stack.logs().some((l) => l.msg === 'app exited leaving processes behind: stopping them'), 'said so')
+})
