@@ -4,6 +4,7 @@
 // example's Dockerfile starts it. It also finds the app's processes on its own (by the marks the
 // supervisor gives them, read from /proc), so a test can say which ones ran and that none is left.
 import { spawn, type ChildProcess } from 'node:child_process'
+import { createHash } from 'node:crypto'
 import { closeSync, mkdtempSync, openSync, readdirSync, readFileSync, readlinkSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import path from 'node:path'
@@ -11,6 +12,7 @@ import { fileURLToPath } from 'node:url'
 import type { Test } from 'tap'
 import { Agent, request, type Dispatcher } from 'undici'
 import { deadPort } from '../helpers/net.ts'
+import { patternBytes } from '../helpers/apps.ts'
 
 export const ROOT = fileURLToPath(new URL('../..', import.meta.url))
 export const EXAMPLES = path.join(ROOT, 'examples')
@@ -227,11 +229,11 @@ export async function fetchAll (url: string, options: { method?: Dispatcher.Http
   return { status: res.statusCode, headers: res.headers, body: Buffer.concat(chunks) }
 }
 
-/** A streamed GET: each chunk as it arrived, with the ms since the response headers. */
+/** A streamed request: each chunk as it arrived, with the ms since the request was sent. */
 export async function streamed (url: string, options: { method?: Dispatcher.HttpMethod, headers?: Record<string, string>, body?: string } = {}): Promise<{ status: number, headers: Record<string, string | string[] | undefined>, chunks: Array<{ at: number, text: string }> }> {
   const { method = 'GET', ...rest } = options
-  const res = await request(url, { method, ...rest })
   const started = performance.now()
+  const res = await request(url, { method, ...rest })
   const chunks: Array<{ at: number, text: string }> = []
   for await (const c of res.body) chunks.push({ at: Math.round(performance.now() - started), text: (c as Buffer).toString() })
   return { status: res.statusCode, headers: res.headers, chunks }
@@ -242,4 +244,62 @@ export function lineArrivals (chunks: ReadonlyArray<{ at: number, text: string }
   const out: Array<{ at: number, line: string }> = []
   for (const c of chunks) for (const line of c.text.split('\n')) if (line !== '') out.push({ at: c.at, line })
   return out
+}
+
+const sha256 = (b: Buffer): string => createHash('sha256').update(b).digest('hex')
+
+/** Request and response bodies of 0 B, 1 KiB and 5 MiB through the sidecar, hashed by the app. */
+export async function checkBodies (t: Test, stack: Stack): Promise<void> {
+  await t.test('bodies of 0 B, 1 KiB and 5 MiB, both ways, byte for byte', async (t) => {
+    for (const size of [0, 1024, 5 * 1024 * 1024]) {
+      const body = patternBytes(size)
+      const up = await fetchAll(stack.url('/echo'), { method: 'POST', body, headers: { 'content-type': 'application/octet-stream' } })
+      t.strictSame([up.status, JSON.parse(up.body.toString())], [200, { bytes: size, sha256: sha256(body) }], `request body of ${size} B`)
+      const down = await fetchAll(stack.url(`/bytes?n=${size}`))
+      t.strictSame([down.status, down.body.length, sha256(down.body)], [200, size, down.headers['x-sha256']], `response body of ${size} B`)
+    }
+  })
+}
+
+/**
+ * The app's /stream: 5 chunks written 200 ms apart must arrive progressively — over at least
+ * 500 ms, in at least 3 separate reads — not in one piece at the end. (Some servers send two
+ * chunks in one write: Puma 5 does, without the sidecar too.)
+ */
+export async function checkStream (t: Test, stack: Stack, what: string): Promise<void> {
+  await t.test(`a streamed response (${what}) arrives progressively`, async (t) => {
+    const r = await streamed(stack.url('/stream?n=5&ms=200'))
+    const lines = lineArrivals(r.chunks)
+    t.strictSame(lines.map((l) => l.line.split(' ').slice(0, 2).join(' ')), ['chunk 0', 'chunk 1', 'chunk 2', 'chunk 3', 'chunk 4'])
+    const moments = [...new Set(lines.map((l) => l.at))]
+    t.ok(moments.length >= 3, `${moments.length} separate arrivals`)
+    t.ok((lines.at(-1)?.at ?? 0) - (lines[0]?.at ?? 0) >= 500, `lines arrived at ${lines.map((l) => l.at).join(', ')} ms`)
+  })
+}
+
+/**
+ * Keep-alive across idle gaps: 4 clients, each with its own connection to the sidecar, send
+ * requests separated by `gaps` (ms) at once; every one must succeed.
+ */
+export async function checkKeepAlive (t: Test, stack: Stack, gaps: readonly number[], why: string): Promise<void> {
+  await t.test(`keep-alive across idle gaps of ${gaps.join(', ')} ms, 4 clients at once: none fails (${why})`, async (t) => {
+    const agent = new Agent({ connections: 4 })
+    t.teardown(() => agent.close())
+    const results = await Promise.all([0, 1, 2, 3].map(async (client) => {
+      const statuses: number[] = []
+      for (const gap of [0, ...gaps]) {
+        await sleep(gap + client * 15)
+        try {
+          statuses.push((await fetchAll(stack.url('/'), { dispatcher: agent })).status)
+        } catch (err) {
+          statuses.push(-1)
+          t.comment(`client ${client}: ${(err as Error).message}`)
+        }
+      }
+      return statuses
+    }))
+    t.strictSame(results, [0, 1, 2, 3].map(() => [0, ...gaps].map(() => 200)))
+    const failures = stack.logs().filter((l) => typeof l.err === 'object' && l.level as number >= 40)
+    t.strictSame(failures, [], 'the sidecar logged no upstream error')
+  })
 }

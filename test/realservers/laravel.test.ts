@@ -140,7 +140,7 @@ t.test('nginx + php-fpm (start-app) behind the sidecar', async (t) => {
     t.equal(lines.length, 5)
     t.ok(r.chunks.length >= 4, `${r.chunks.length} separate chunks`)
     t.ok((lines.at(-1)?.at ?? 0) - (lines[0]?.at ?? 0) >= 600, `spread over ${(lines.at(-1)?.at ?? 0) - (lines[0]?.at ?? 0)} ms for 4 × 200 ms`)
-    t.comment(`arrivals (ms after headers): ${lines.map((l) => l.at).join(', ')}`)
+    t.comment(`arrivals (ms after the request): ${lines.map((l) => l.at).join(', ')}`)
   })
 
   await t.test('keep-alive: requests around the idle timeouts, 4 clients at once, none fails', async (t) => {
@@ -216,7 +216,7 @@ t.test('Livewire: process() replayed to the tasker and never seen by PHP; save()
   t.strictSame(rows.map((l) => l.line.split(' ').slice(0, 2).join(' ')), ['row 0', 'row 1', 'row 2', 'row 3', 'row 4'])
   const gapsMs = rows.slice(1).map((l, i) => l.at - (rows[i]?.at ?? 0))
   t.ok(gapsMs.every((g) => g >= 75), `each row arrives on its own, 150 ms apart in PHP: gaps ${gapsMs.join(', ')} ms`)
-  t.comment(`tasker stream through the sidecar: rows at ${rows.map((l) => l.at).join(', ')} ms after the headers`)
+  t.comment(`tasker stream through the sidecar: rows at ${rows.map((l) => l.at).join(', ')} ms after the request`)
   t.match(readFileSync(box.seenLog, 'utf8'), /^save -\nprocess instance=self0000000001;region=ams;t=[0-9]+;state=livewire-process\n$/, 'PHP on the tasker saw the replayed process()')
 })
 
