@@ -5,7 +5,7 @@
 // binaries with this sandbox's main config files (the image's own /etc files stand in for them
 // in production), so the process tree is the one a Machine runs.
 import t, { type Test } from 'tap'
-import { chmodSync, copyFileSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
+import { chmodSync, copyFileSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import path from 'node:path'
 import { createHash } from 'node:crypto'
@@ -21,6 +21,8 @@ import {
 
 const EX = path.join(EXAMPLES, 'laravel')
 const START_APP = path.join(EX, 'docker/start-app')
+/** Debian's php-fpm binary is versioned (php-fpm8.2 on bookworm); the php image's is `php-fpm`. */
+const PHP_FPM = `/usr/sbin/${readdirSync('/usr/sbin').find((n) => /^php-fpm[0-9.]+$/.test(n)) ?? 'php-fpm'}`
 const sha256 = (b: Buffer): string => createHash('sha256').update(b).digest('hex')
 
 interface Sandbox { readonly dir: string, readonly bin: string, readonly nginxPort: number, readonly seenLog: string }
@@ -69,7 +71,7 @@ async function sandbox (dir: string): Promise<Sandbox> {
     writeFileSync(path.join(bin, name), `#!/bin/sh\n${body}\n`)
     chmodSync(path.join(bin, name), 0o755)
   }
-  wrapper('php-fpm', `${root ? '[ "$(id -u)" = 0 ] && set -- -R "$@"\n' : ''}exec /usr/sbin/php-fpm8.2 -y "${dir}/php-fpm.conf" "$@"`)
+  wrapper('php-fpm', `${root ? 'set -- -R "$@"\n' : ''}exec ${PHP_FPM} -y "${dir}/php-fpm.conf" "$@"`)
   wrapper('nginx', `exec /usr/sbin/nginx -p "${ngx}/" -c "${ngx}/nginx.conf" "$@"`)
   return { dir, bin, nginxPort, seenLog }
 }
