@@ -8,14 +8,11 @@ import t, { type Test } from 'tap'
 import { chmodSync, copyFileSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import path from 'node:path'
-import { createHash } from 'node:crypto'
-import { Agent } from 'undici'
 import { startMachinesApi } from '../../src/emulator/machines-api.ts'
 import { deadPort } from '../helpers/net.ts'
-import { patternBytes } from '../helpers/apps.ts'
 import { APP, IMAGE, live, seedSelf } from '../fixtures/machines/setup.ts'
 import {
-  APPS, EXAMPLES, SYSTEM_PATH, TOKEN, appProcesses, fetchAll, gone, lineArrivals, serverTree, sleep, startStack, streamed, until, waitHealthy,
+  APPS, EXAMPLES, SYSTEM_PATH, TOKEN, appProcesses, checkBodies, checkKeepAlive, fetchAll, gone, lineArrivals, serverTree, startStack, streamed, until, waitHealthy,
   type Proc, type Stack,
 } from './harness.ts'
 
@@ -23,7 +20,6 @@ const EX = path.join(EXAMPLES, 'laravel')
 const START_APP = path.join(EX, 'docker/start-app')
 /** Debian's php-fpm binary is versioned (php-fpm8.2 on bookworm); the php image's is `php-fpm`. */
 const PHP_FPM = `/usr/sbin/${readdirSync('/usr/sbin').find((n) => /^php-fpm[0-9.]+$/.test(n)) ?? 'php-fpm'}`
-const sha256 = (b: Buffer): string => createHash('sha256').update(b).digest('hex')
 
 interface Sandbox { readonly dir: string, readonly bin: string, readonly nginxPort: number, readonly seenLog: string }
 
@@ -126,15 +122,7 @@ t.test('nginx + php-fpm (start-app) behind the sidecar', async (t) => {
   const nginxMaster = procs.find((p) => p.cmd.startsWith('nginx: master')) as Proc
   t.equal(nginxMaster.ppid, stack.pid, 'nginx is the sidecar\'s child (the script exec\'d it)')
 
-  await t.test('bodies of 0 B, 1 KiB and 5 MiB, both ways, byte for byte', async (t) => {
-    for (const size of [0, 1024, 5 * 1024 * 1024]) {
-      const body = patternBytes(size)
-      const up = await fetchAll(stack.url('/echo'), { method: 'POST', body, headers: { 'content-type': 'application/octet-stream' } })
-      t.strictSame([up.status, JSON.parse(up.body.toString())], [200, { bytes: size, sha256: sha256(body) }], `request body of ${size} B`)
-      const down = await fetchAll(stack.url(`/bytes?n=${size}`))
-      t.strictSame([down.status, down.body.length, sha256(down.body)], [200, size, down.headers['x-sha256']], `response body of ${size} B`)
-    }
-  })
+  await checkBodies(t, stack)
 
   await t.test('a streamed response arrives chunk by chunk (fastcgi_buffering off)', async (t) => {
     const r = await streamed(stack.url('/stream?n=5&ms=200'))
@@ -145,22 +133,9 @@ t.test('nginx + php-fpm (start-app) behind the sidecar', async (t) => {
     t.comment(`arrivals (ms after the request): ${lines.map((l) => l.at).join(', ')}`)
   })
 
-  await t.test('keep-alive: requests around the idle timeouts, 4 clients at once, none fails', async (t) => {
-    // nginx keeps an idle connection 75 s; the sidecar's pool drops its own after 1.5 s, so the
-    // gaps that matter are around 1.5 s, where the sidecar's side expires.
-    const agent = new Agent({ connections: 4 })
-    t.teardown(() => agent.close())
-    const gaps = [0, 1400, 1500, 1600, 0]
-    const results = await Promise.all([0, 1, 2, 3].map(async (client) => {
-      const statuses: number[] = []
-      for (const gap of gaps) {
-        await sleep(gap + client * 20)
-        statuses.push((await fetchAll(stack.url('/'), { dispatcher: agent })).status)
-      }
-      return statuses
-    }))
-    t.strictSame(results, [0, 1, 2, 3].map(() => gaps.map(() => 200)))
-  })
+  // nginx keeps an idle connection 75 s (keepalive_timeout in the example); the sidecar's pool
+  // drops its own after 1.5 s, so the gaps that matter are around 1.5 s.
+  await checkKeepAlive(t, stack, [1400, 1500, 1600], 'around the sidecar\'s own 1.5 s idle timeout')
 
   await t.test('SIGTERM: the whole tree is gone, php-fpm included, and the sidecar exits 0 as nginx does', async (t) => {
     t.strictSame(appProcesses(stack.pid).map((p) => p.pid).sort(), procs.map((p) => p.pid).sort(), 'the sidecar\'s marks find exactly these')
