@@ -1,11 +1,14 @@
 // A Node app for the real-servers suite, started with `npm run start` as a `fly launch` Node
 // Dockerfile does. It binds $PORT, as most Node apps do. Routes: / (hello), POST /echo (length
-// and sha256), GET /bytes?n=, GET /stream?n=&ms=, GET /env, and a WebSocket echo on /ws (`ws`).
+// and sha256), GET /bytes?n=, GET /stream?n=&ms=, GET /env (also how many connections and requests it has had), and a WebSocket echo on /ws (`ws`).
 import http from 'node:http'
 import { createHash, randomBytes } from 'node:crypto'
 import { WebSocketServer } from 'ws'
 
+let connections = 0
+let requests = 0
 const server = http.createServer((req, res) => {
+  requests++
   const url = new URL(req.url ?? '/', 'http://app')
   const key = `${req.method} ${url.pathname}`
   if (key === 'GET /') {
@@ -35,12 +38,13 @@ const server = http.createServer((req, res) => {
     res.on('close', () => clearTimeout(timer))
   } else if (key === 'GET /env') {
     res.setHeader('content-type', 'application/json')
-    res.end(JSON.stringify({ port: process.env.PORT ?? null, token: process.env.FLY_API_TOKEN ?? null, pid: process.pid }))
+    res.end(JSON.stringify({ port: process.env.PORT ?? null, token: process.env.FLY_API_TOKEN ?? null, pid: process.pid, connections, requests }))
   } else {
     res.statusCode = 404
     res.end('not found')
   }
 })
+server.on('connection', () => { connections++ })
 const wss = new WebSocketServer({ server, path: '/ws' })
 wss.on('connection', (ws) => {
   ws.on('message', (data, isBinary) => { ws.send(data, { binary: isBinary }) })
