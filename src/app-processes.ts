@@ -59,6 +59,27 @@ export interface AppMark {
   readonly value: string
   /** What /proc/<pid>/fd/3 reads as in a marked process (the marker file was unlinked). */
   readonly fdTargets: readonly string[]
+  /**
+   * The app's start time (/proc stat field 22, clock ticks since boot), when known: a process
+   * that started before it cannot carry the mark, so its fd and environment are not read (that
+   * reading is most of a scan's cost).
+   */
+  readonly since?: number
+}
+
+/** The fields of /proc/<pid>/stat after the command name: [0] is field 3 (state). */
+function statFields (stat: string): string[] {
+  // "pid (comm) state ppid pgrp ...": comm may hold spaces and parentheses, so split after the last ')'.
+  return stat.slice(stat.lastIndexOf(')') + 2).split(' ')
+}
+
+/** A process's start time in clock ticks since boot; undefined when it is gone. */
+export function startTimeOf (pid: number): number | undefined {
+  try {
+    return Number(statFields(readFileSync(`/proc/${pid}/stat`, 'latin1'))[19])
+  } catch {
+    return undefined
+  }
 }
 
 /** One /proc/<pid> entry; undefined when the process vanished or is not readable. */
@@ -69,12 +90,11 @@ function readEntry (pid: number, mark: AppMark, needle: Buffer): ProcessEntry | 
   } catch {
     return undefined
   }
-  // "pid (comm) state ppid pgrp ...": comm may hold spaces and parentheses, so split after the last ')'.
-  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ')
+  const fields = statFields(stat)
   const state = fields[0]
   const live = state !== 'Z' && state !== 'X'
   let marked = false
-  if (live) {
+  if (live && (mark.since === undefined || Number(fields[19]) >= mark.since)) {
     try {
       marked = mark.fdTargets.includes(readlinkSync(`/proc/${pid}/fd/${APP_MARK_FD}`))
     } catch {}

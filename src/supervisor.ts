@@ -11,7 +11,7 @@ import { constants, tmpdir } from 'node:os'
 import path from 'node:path'
 import type { Logger } from 'pino'
 import { SidecarError } from './errors.ts'
-import { APP_MARK_VARIABLE, appMembers, readProcessTable, type AppMark, type Member } from './app-processes.ts'
+import { APP_MARK_VARIABLE, appMembers, readProcessTable, startTimeOf, type AppMark, type Member } from './app-processes.ts'
 
 /** How often a stop looks whether the group still has live members (a /proc scan on Linux). */
 const GROUP_POLL_MS = 50
@@ -123,7 +123,7 @@ export function superviseApp (options: SupervisorOptions): Supervisor {
   let child: ChildProcess | undefined
   let pid: number | undefined
   const markFile = useProc ? openMarkFile() : undefined
-  const mark: AppMark = {
+  let mark: AppMark = {
     value: `${process.pid}.${randomBytes(8).toString('hex')}`,
     fdTargets: markFile?.targets ?? [],
   }
@@ -241,6 +241,9 @@ export function superviseApp (options: SupervisorOptions): Supervisor {
 
   if (child !== undefined) {
     pid = child.pid
+    // Read at once: the app's first process is younger than every process that can carry its mark.
+    const since = useProc && pid !== undefined ? startTimeOf(pid) : undefined
+    if (since !== undefined) mark = { ...mark, since }
     const spawned = child
     spawned.on('error', (err) => {
       // Without a pid the spawn itself failed (ENOENT, EACCES); otherwise it is informational.

@@ -2,7 +2,7 @@
 // process's own children (a real marked child, an unmarked one, a zombie).
 import t from 'tap'
 import { spawn } from 'node:child_process'
-import { appMembers, readProcessTable, APP_MARK_VARIABLE, type ProcessEntry } from '../src/app-processes.ts'
+import { appMembers, readProcessTable, startTimeOf, APP_MARK_VARIABLE, type ProcessEntry } from '../src/app-processes.ts'
 
 const p = (pid: number, ppid: number, pgid: number, extra: Partial<ProcessEntry> = {}): ProcessEntry =>
   ({ pid, ppid, pgid, live: true, marked: false, ...extra })
@@ -41,4 +41,11 @@ t.test('readProcessTable on real children', async (t) => {
   t.match(of(forged.pid), { live: true, marked: false }, 'a longer value is another mark')
   t.strictSame(of(parent.pid), { pid: parent.pid, ppid: process.pid, pgid: parent.pid, live: true, marked: false })
   t.strictSame(table.filter((e) => e.ppid === parent.pid).map((e) => [e.live, e.marked]), [[false, false]], 'the zombie child')
+
+  // A process older than the app cannot carry its mark: with `since` after it, it is not read.
+  const started = startTimeOf(marked.pid as number) as number
+  t.type(started, 'number')
+  const of2 = (since: number): ProcessEntry | undefined => readProcessTable({ value, fdTargets: [], since }).find((e) => e.pid === marked.pid)
+  t.equal(of2(started)?.marked, true, 'started at `since`: read')
+  t.equal(of2(started + 1)?.marked, false, 'started before `since`: not read')
 })
