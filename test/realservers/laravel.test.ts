@@ -220,3 +220,21 @@ t.test('the app exits on its own: php-fpm left behind is stopped, the exit code 
   t.pass('php-fpm\'s master and workers are gone too')
   t.ok(stack.logs().some((l) => l.msg === 'app exited leaving processes behind: stopping them'), 'said so')
 })
+
+t.test('php-fpm cannot start: start-app stops there (set -e), and the sidecar exits with php-fpm\'s code', async (t) => {
+  const dir = mkdtempSync(path.join(tmpdir(), 'realservers-laravel-'))
+  t.teardown(() => { rmSync(dir, { recursive: true, force: true }) })
+  const box = await sandbox(dir)
+  writeFileSync(path.join(dir, 'php-fpm.conf'), '[global]\nno-such-directive = 1\n')
+  const stack = await startStack(t, {
+    config: 'laravel/config/routes.yaml',
+    command: [START_APP],
+    cwd: path.join(APPS, 'laravel'),
+    appPort: box.nginxPort,
+    path: `${box.bin}:${SYSTEM_PATH}`,
+  })
+  // php-fpm exits 78 (EX_CONFIG) on a config it cannot read, and nginx is never started.
+  t.strictSame(await stack.exit, { code: 78, signal: null })
+  t.match(stack.out(), /no-such-directive/, 'php-fpm said why, through the sidecar\'s output')
+  t.notOk(existsSync(path.join(dir, 'nginx/nginx.pid')), 'nginx never started')
+})
