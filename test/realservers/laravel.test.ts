@@ -12,7 +12,7 @@ import { startMachinesApi } from '../../src/emulator/machines-api.ts'
 import { deadPort } from '../helpers/net.ts'
 import { APP, IMAGE, live, seedSelf } from '../fixtures/machines/setup.ts'
 import {
-  APPS, EXAMPLES, SYSTEM_PATH, TOKEN, appProcesses, checkBodies, checkKeepAlive, fetchAll, gone, lineArrivals, serverTree, startStack, streamed, until, waitHealthy,
+  APPS, EXAMPLES, SYSTEM_PATH, TOKEN, appProcesses, checkBodies, checkKeepAlive, fetchAll, gone, lineArrivals, progressive, serverTree, startStack, streamed, until, waitHealthy,
   type Proc, type Stack,
 } from './harness.ts'
 
@@ -128,8 +128,8 @@ t.test('nginx + php-fpm (start-app) behind the sidecar', async (t) => {
     const r = await streamed(stack.url('/stream?n=5&ms=200'))
     const lines = lineArrivals(r.chunks)
     t.equal(lines.length, 5)
-    t.equal(new Set(lines.map((l) => l.at)).size, 5, 'each line in its own read')
-    t.ok((lines.at(-1)?.at ?? 0) - (lines[0]?.at ?? 0) >= 600, `spread over ${(lines.at(-1)?.at ?? 0) - (lines[0]?.at ?? 0)} ms for 4 × 200 ms`)
+    const p = progressive(lines)
+    t.ok(p.ok, p.why)
     t.comment(`arrivals (ms after the request): ${lines.map((l) => l.at).join(', ')}`)
   })
 
@@ -191,11 +191,11 @@ t.test('Livewire: process() replayed to the tasker and never seen by PHP; save()
   t.equal(r.headers['x-livewire-stream'], 'true')
   const rows = lineArrivals(r.chunks)
   t.strictSame(rows.map((l) => l.line.split(' ').slice(0, 2).join(' ')), ['row 0', 'row 1', 'row 2', 'row 3', 'row 4'])
-  // PHP flushes a row every 150 ms: each must arrive in its own read, spread over the stream
-  // (the exact spacing moves with the machine's load, so it is reported, not bounded tightly).
-  const gapsMs = rows.slice(1).map((l, i) => l.at - (rows[i]?.at ?? 0))
-  t.equal(new Set(rows.map((l) => l.at)).size, 5, `each row arrives on its own: gaps ${gapsMs.join(', ')} ms`)
-  t.ok((rows.at(-1)?.at ?? 0) - (rows[0]?.at ?? 0) >= 450, 'spread over the 600 ms PHP took')
+  // PHP flushes a row every 150 ms; the spacing on arrival moves with the machine's load, so it
+  // is reported, and what is asserted is the order: rows reach the client while PHP still writes.
+  const p = progressive(rows)
+  t.ok(p.ok, p.why)
+  t.comment(`gaps between rows: ${rows.slice(1).map((l, i) => l.at - (rows[i]?.at ?? 0)).join(', ')} ms`)
   t.comment(`tasker stream through the sidecar: rows at ${rows.map((l) => l.at).join(', ')} ms after the request`)
   t.match(readFileSync(box.seenLog, 'utf8'), /^save -\nprocess instance=self0000000001;region=ams;t=[0-9]+;state=livewire-process\n$/, 'PHP on the tasker saw the replayed process()')
 
