@@ -20,12 +20,15 @@ export interface ProcessEntry {
   readonly pgid: number
   /** Not a zombie (a zombie is dead: it only waits to be reaped). */
   readonly live: boolean
-  /** Holds the marker fd or the marker variable. */
+  /** Holds the marker fd or the marker variable, or was seen as a member before. */
   readonly marked: boolean
+  /** Start time, clock ticks since boot: with the pid, it names one process (pids are reused). */
+  readonly start: number
 }
 
 export interface Member {
   readonly pid: number
+  readonly start: number
   /** Whether it is still in the app's process group (a group signal reaches it). */
   readonly inGroup: boolean
 }
@@ -51,7 +54,7 @@ export function appMembers (table: readonly ProcessEntry[], pgid: number, self: 
   }
   return table
     .filter((p) => p.live && seen.has(p.pid))
-    .map((p) => ({ pid: p.pid, inGroup: p.pgid === pgid }))
+    .map((p) => ({ pid: p.pid, start: p.start, inGroup: p.pgid === pgid }))
 }
 
 export interface AppMark {
@@ -83,7 +86,7 @@ export function startTimeOf (pid: number): number | undefined {
 }
 
 /** One /proc/<pid> entry; undefined when the process vanished or is not readable. */
-function readEntry (pid: number, mark: AppMark, needle: Buffer): ProcessEntry | undefined {
+function readEntry (pid: number, mark: AppMark, needle: Buffer, seen: ReadonlyMap<number, number> | undefined): ProcessEntry | undefined {
   let stat: string
   try {
     stat = readFileSync(`/proc/${pid}/stat`, 'latin1')
@@ -93,8 +96,9 @@ function readEntry (pid: number, mark: AppMark, needle: Buffer): ProcessEntry | 
   const fields = statFields(stat)
   const state = fields[0]
   const live = state !== 'Z' && state !== 'X'
-  let marked = false
-  if (live && (mark.since === undefined || Number(fields[19]) >= mark.since)) {
+  const start = Number(fields[19])
+  let marked = seen?.get(pid) === start
+  if (live && !marked && (mark.since === undefined || start >= mark.since)) {
     try {
       marked = mark.fdTargets.includes(readlinkSync(`/proc/${pid}/fd/${APP_MARK_FD}`))
     } catch {}
@@ -105,11 +109,16 @@ function readEntry (pid: number, mark: AppMark, needle: Buffer): ProcessEntry | 
       } catch {}
     }
   }
-  return { pid, ppid: Number(fields[1]), pgid: Number(fields[2]), live, marked }
+  return { pid, ppid: Number(fields[1]), pgid: Number(fields[2]), live, marked, start }
 }
 
-/** The process table as far as this process may read it (others' fds and environ are skipped). */
-export function readProcessTable (mark: AppMark): ProcessEntry[] {
+/**
+ * The process table as far as this process may read it (others' fds and environ are skipped).
+ * `seen` (pid → start time) marks processes found as members before: a server whose parent
+ * closed its fds, that overwrote its environment and whose parent died (supervisord killed under
+ * nginx) carries no mark any more, but was a descendant when it was last looked at.
+ */
+export function readProcessTable (mark: AppMark, seen?: ReadonlyMap<number, number>): ProcessEntry[] {
   let names: string[]
   try {
     names = readdirSync('/proc')
@@ -122,7 +131,7 @@ export function readProcessTable (mark: AppMark): ProcessEntry[] {
   for (const name of names) {
     const first = name.charCodeAt(0)
     if (first < 48 || first > 57) continue
-    const entry = readEntry(Number(name), mark, needle)
+    const entry = readEntry(Number(name), mark, needle, seen)
     if (entry !== undefined) table.push(entry)
   }
   return table

@@ -15,6 +15,11 @@ import { APP_MARK_VARIABLE, appMembers, readProcessTable, startTimeOf, type AppM
 
 /** How often a stop looks whether the group still has live members (a /proc scan on Linux). */
 const GROUP_POLL_MS = 50
+/**
+ * While the app runs, its members are looked up this often and remembered, so that a process
+ * that loses every mark (see readProcessTable) is still stopped with the app.
+ */
+const TRACK_MS = 2000
 /** How long a SIGKILL is given to take effect before a stop gives up waiting. */
 const KILL_WAIT_MS = 2000
 /**
@@ -142,10 +147,16 @@ export function superviseApp (options: SupervisorOptions): Supervisor {
     settle({ code: exitCode, signal: null, exitCode })
   }
 
+  /** pid → start time of every member seen so far (Linux). */
+  const seen = new Map<number, number>()
+
   /** The app's live processes (Linux); elsewhere its group, as one member, while it has any. */
   function members (pgid: number): Member[] {
-    if (useProc) return appMembers(readProcessTable(mark), pgid, process.pid)
-    return groupAlive(pgid) ? [{ pid: pgid, inGroup: true }] : []
+    if (!useProc) return groupAlive(pgid) ? [{ pid: pgid, start: 0, inGroup: true }] : []
+    const found = appMembers(readProcessTable(mark, seen), pgid, process.pid)
+    seen.clear()
+    for (const m of found) seen.set(m.pid, m.start)
+    return found
   }
 
   function signalFailed (sig: NodeJS.Signals, target: number, err: unknown): void {
@@ -250,7 +261,11 @@ export function superviseApp (options: SupervisorOptions): Supervisor {
       if (spawned.pid === undefined) spawnFailed(err)
       else logger.warn({ err }, 'app process error')
     })
+    const tracker = useProc && pid !== undefined
+      ? setInterval((pgid: number) => { members(pgid) }, TRACK_MS, pid).unref()
+      : undefined
     spawned.once('exit', (code, signal) => {
+      clearInterval(tracker)
       const value = { code, signal, exitCode: exitCodeOf(code, signal) }
       logger.info({ pid, ...value }, 'app exited')
       settle(value)

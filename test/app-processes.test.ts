@@ -5,7 +5,7 @@ import { spawn } from 'node:child_process'
 import { appMembers, readProcessTable, startTimeOf, APP_MARK_VARIABLE, type ProcessEntry } from '../src/app-processes.ts'
 
 const p = (pid: number, ppid: number, pgid: number, extra: Partial<ProcessEntry> = {}): ProcessEntry =>
-  ({ pid, ppid, pgid, live: true, marked: false, ...extra })
+  ({ pid, ppid, pgid, live: true, marked: false, start: pid, ...extra })
 
 const SELF = 10
 const APP = 100
@@ -22,6 +22,7 @@ const cases: Array<{ name: string, table: ProcessEntry[], want: Array<[number, b
 ]
 for (const c of cases) {
   t.strictSame(appMembers(c.table, APP, SELF).map((m) => [m.pid, m.inGroup]), c.want, c.name)
+  t.ok(appMembers(c.table, APP, SELF).every((m) => m.start === m.pid), `${c.name}: start times kept`)
 }
 
 t.test('readProcessTable on real children', async (t) => {
@@ -30,6 +31,7 @@ t.test('readProcessTable on real children', async (t) => {
   const forged = spawn('sleep', ['30'], { env: { ...process.env, [APP_MARK_VARIABLE]: `${value}0` } })
   // `sleep 30` never reaps the `true` it inherits from the shell: a zombie for as long as it runs.
   const parent = spawn('sh', ['-c', 'true & exec sleep 30'], { detached: true })
+  const plainPid = (): number => forged.pid as number
   t.teardown(() => { marked.kill('SIGKILL'); forged.kill('SIGKILL'); parent.kill('SIGKILL') })
   let table = readProcessTable({ value, fdTargets: [] })
   for (let i = 0; i < 100 && !table.some((e) => e.ppid === parent.pid && !e.live); i++) {
@@ -37,9 +39,9 @@ t.test('readProcessTable on real children', async (t) => {
     table = readProcessTable({ value, fdTargets: [] })
   }
   const of = (pid: number | undefined): ProcessEntry | undefined => table.find((e) => e.pid === pid)
-  t.strictSame(of(marked.pid), { pid: marked.pid, ppid: process.pid, pgid: of(process.pid)?.pgid, live: true, marked: true })
+  t.strictSame(of(marked.pid), { pid: marked.pid, ppid: process.pid, pgid: of(process.pid)?.pgid, live: true, marked: true, start: startTimeOf(marked.pid as number) })
   t.match(of(forged.pid), { live: true, marked: false }, 'a longer value is another mark')
-  t.strictSame(of(parent.pid), { pid: parent.pid, ppid: process.pid, pgid: parent.pid, live: true, marked: false })
+  t.strictSame(of(parent.pid), { pid: parent.pid, ppid: process.pid, pgid: parent.pid, live: true, marked: false, start: startTimeOf(parent.pid as number) })
   t.strictSame(table.filter((e) => e.ppid === parent.pid).map((e) => [e.live, e.marked]), [[false, false]], 'the zombie child')
 
   // A process older than the app cannot carry its mark: with `since` after it, it is not read.
@@ -48,4 +50,10 @@ t.test('readProcessTable on real children', async (t) => {
   const of2 = (since: number): ProcessEntry | undefined => readProcessTable({ value, fdTargets: [], since }).find((e) => e.pid === marked.pid)
   t.equal(of2(started)?.marked, true, 'started at `since`: read')
   t.equal(of2(started + 1)?.marked, false, 'started before `since`: not read')
+
+  // A process seen as a member before stays one while its pid and start time match.
+  const unmarked = readProcessTable({ value: 'other', fdTargets: [] }, new Map([[plainPid(), startTimeOf(plainPid()) as number]]))
+  t.equal(unmarked.find((e) => e.pid === plainPid())?.marked, true, 'seen before, same start: marked')
+  const reused = readProcessTable({ value: 'other', fdTargets: [] }, new Map([[plainPid(), (startTimeOf(plainPid()) as number) - 1]]))
+  t.equal(reused.find((e) => e.pid === plainPid())?.marked, false, 'same pid, another start (a reused pid): not marked')
 })

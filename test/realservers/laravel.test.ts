@@ -12,7 +12,7 @@ import { startMachinesApi } from '../../src/emulator/machines-api.ts'
 import { deadPort } from '../helpers/net.ts'
 import { APP, IMAGE, live, seedSelf } from '../fixtures/machines/setup.ts'
 import {
-  APPS, EXAMPLES, SYSTEM_PATH, TOKEN, appProcesses, checkBodies, checkKeepAlive, fetchAll, gone, lineArrivals, progressive, serverTree, startStack, streamed, until, waitHealthy,
+  APPS, EXAMPLES, SYSTEM_PATH, TOKEN, appProcesses, checkBodies, checkKeepAlive, fetchAll, gone, lineArrivals, progressive, serverTree, sleep, startStack, streamed, until, waitHealthy,
   type Proc, type Stack,
 } from './harness.ts'
 
@@ -237,4 +237,62 @@ t.test('php-fpm cannot start: start-app stops there (set -e), and the sidecar ex
   t.strictSame(await stack.exit, { code: 78, signal: null })
   t.match(stack.out(), /no-such-directive/, 'php-fpm said why, through the sidecar\'s output')
   t.notOk(existsSync(path.join(dir, 'nginx/nginx.pid')), 'nginx never started')
+})
+
+// The layout of the image `fly launch` builds for Laravel (fideloper/fly-laravel): its /entrypoint
+// execs supervisord, which runs php-fpm and nginx in the foreground. That image is not in Debian;
+// this is the nearest real thing: Debian's supervisord with the same two programs, started the way
+// docs/deploying.md says (the sidecar, `--`, then the entrypoint). supervisord puts each program
+// in a process group of its own and closes their inherited descriptors, and both servers write
+// their titles over their environment: only "a descendant of the app" still finds them.
+async function supervised (t: Test): Promise<{ stack: Stack, procs: Proc[] }> {
+  const dir = mkdtempSync(path.join(tmpdir(), 'realservers-laravel-'))
+  t.teardown(() => { rmSync(dir, { recursive: true, force: true }) })
+  const box = await sandbox(dir)
+  const conf = path.join(dir, 'supervisord.conf')
+  const program = (name: string, command: string): string => [
+    `[program:${name}]`, `command=${command}`, 'autostart=true', 'autorestart=true',
+    'stdout_logfile=/dev/stdout', 'stdout_logfile_maxbytes=0', 'stderr_logfile=/dev/stderr', 'stderr_logfile_maxbytes=0', '',
+  ].join('\n')
+  writeFileSync(conf, [
+    '[supervisord]', 'nodaemon=true', 'logfile=/dev/null', 'logfile_maxbytes=0', `pidfile=${dir}/supervisord.pid`, 'user=root', '',
+    program('php', `${box.bin}/php-fpm -F`),
+    program('nginx', `${box.bin}/nginx -g "daemon off;"`),
+  ].join('\n'))
+  const stack = await startStack(t, {
+    config: 'laravel/config/routes.yaml',
+    command: ['/usr/bin/supervisord', '-c', conf],
+    cwd: path.join(APPS, 'laravel'),
+    appPort: box.nginxPort,
+    path: `${box.bin}:${SYSTEM_PATH}`,
+  })
+  await waitHealthy(stack)
+  // supervisord starts both at once: nginx can accept (health 200) before php-fpm does, and
+  // answers 502 meanwhile. The base image's start-nginx sleeps 0.25 s first for that reason.
+  await until('PHP answers through nginx', async () => (await fetchAll(stack.url('/'))).status === 200, 10_000)
+  t.match((await fetchAll(stack.url('/'))).body.toString(), /^hello from php-fpm 8\./, 'PHP answers through nginx')
+  await until('both servers up', () => existsSync(path.join(dir, 'php-fpm.pid')) && existsSync(path.join(box.dir, 'nginx/nginx.pid')), 10_000)
+  const procs = [...serverTree(path.join(box.dir, 'nginx/nginx.pid')), ...serverTree(path.join(box.dir, 'php-fpm.pid'))]
+  t.teardown(() => { for (const p of procs) { try { process.kill(p.pid, 'SIGKILL') } catch {} } })
+  const supervisord = procs[0]?.ppid as number
+  t.equal(procs.filter((p) => p.ppid === supervisord).length, 2, 'nginx and php-fpm are supervisord\'s children')
+  t.ok(procs.every((p) => readFileSync(`/proc/${p.pid}/stat`, 'latin1').split(') ')[1]?.split(' ')[2] !== String(supervisord)), 'none of them is in the app\'s process group')
+  return { stack, procs }
+}
+
+t.test('supervisord running php-fpm and nginx (the fly launch layout): SIGTERM stops everything', async (t) => {
+  const { stack, procs } = await supervised(t)
+  stack.child.kill('SIGTERM')
+  t.strictSame(await stack.exit, { code: 0, signal: null }, 'supervisord stops its programs and exits 0 on SIGTERM')
+  t.strictSame(procs.filter((p) => !gone(p.pid)).map((p) => p.cmd), [], 'nothing of the app is left')
+})
+
+t.test('supervisord killed: its orphaned nginx and php-fpm, which carry no mark, are stopped too', async (t) => {
+  const { stack, procs } = await supervised(t)
+  // The sidecar looks its app's processes up every 2 s while it runs; let it see them once.
+  await sleep(2500)
+  process.kill(procs[0]?.ppid as number, 'SIGKILL')
+  t.strictSame(await stack.exit, { code: 137, signal: null }, 'the app died of SIGKILL: 137')
+  await until('the orphans gone', () => procs.every((p) => gone(p.pid)), 5000)
+  t.pass('nginx and php-fpm, master and workers, are gone')
 })
