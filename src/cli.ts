@@ -89,10 +89,10 @@ async function run (argv: readonly string[], io: Io, adjust?: (config: Config, r
   process.on('SIGTERM', onStop)
   process.on('SIGINT', onStop)
   process.on('SIGQUIT', () => { sidecar.forward('SIGQUIT') })
-  process.on('SIGHUP', () => {
-    sidecar.forward('SIGHUP')
-    void sidecar.reload()
-  })
+  // SIGHUP reloads the sidecar's rules and is not passed on: to the servers it would reach it
+  // means "reload" (nginx, gunicorn), "stop" (Puma without stdout_redirect, php-fpm, Node) or
+  // nothing, and an app that stops on it stops the sidecar (docs/supervision.md#signals).
+  process.on('SIGHUP', () => { void sidecar.reload() })
   return sidecar.done
 }
 

@@ -15,6 +15,7 @@ import { createPoolMachines } from './machines/pool.ts'
 import type { PoolMachines } from './machines/types.ts'
 import { createMetrics, startMetricsServer, type SidecarMetrics } from './metrics.ts'
 import { superviseApp, type AppExit, type Supervisor } from './supervisor.ts'
+import { appEnvironment } from './app-env.ts'
 import { isSidecarError } from './errors.ts'
 
 const RELOAD_DEBOUNCE_MS = 100
@@ -116,7 +117,7 @@ export async function startSidecar (options: SidecarOptions): Promise<Sidecar> {
   let supervisor: Supervisor | undefined
   if (options.command !== undefined && options.command.length > 0) {
     const [command, ...args] = options.command
-    supervisor = superviseApp({ command: command as string, args, env, logger: logger.child({ component: 'app' }) })
+    supervisor = superviseApp({ command: command as string, args, env: appEnvironment(env, config), logger: logger.child({ component: 'app' }) })
   }
 
   let watcher: FSWatcher | undefined

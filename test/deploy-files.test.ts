@@ -80,7 +80,9 @@ function checkDockerfile (t: Test, text: string, name: string, appInCmd = true):
   t.match(text, /^COPY --from=\S+ \/fly-replay-sidecar \/opt\/fly-replay-sidecar$/m, `${name}: copies the bundle to /opt/fly-replay-sidecar`)
   const cmd = /^CMD (\[.*\])$/m.exec(text)
   t.ok(cmd, `${name}: has an exec-form CMD (the app)`)
-  if (appInCmd) t.match(cmd?.[1] ?? '', /127\.0\.0\.1|start-app/, `${name}: the app listens on loopback`)
+  // On loopback by its own arguments, by a start script, or by binding $PORT, which the sidecar
+  // sets to app.url's port (Puma's config, Thruster's HTTP_PORT from app.env, npm start).
+  if (appInCmd) t.match(cmd?.[1] ?? '', /127\.0\.0\.1|start-app|"\.\/bin\/rails", "server"|"npm", "run", "start"/, `${name}: the app listens on loopback`)
 }
 
 t.test('Dockerfile: build stage, scratch bundle stage, demo stage', async (t) => {
@@ -118,7 +120,8 @@ for (const page of ['docs/deploying.md', 'docs/getting-started.md']) {
     const tomls = blocks(md, 'toml').filter((b) => b.includes('[http_service]'))
     t.ok(tomls.length > 0, 'has a fly.toml')
     for (const b of tomls) checkFlyToml(t, readToml(b), page)
-    const dockerfiles = blocks(md, 'dockerfile').filter((d) => d.includes('ENTRYPOINT'))
+    // Whole Dockerfiles; a lone ENTRYPOINT line shown as a change to make is not one.
+    const dockerfiles = blocks(md, 'dockerfile').filter((d) => d.includes('ENTRYPOINT') && /^FROM /m.test(d))
     t.ok(dockerfiles.length > 0, 'has Dockerfiles')
     for (const d of dockerfiles) checkDockerfile(t, d, `${page} (${/^FROM (\S+)$/m.exec(d.split('\n').filter((l) => l.startsWith('FROM')).pop() ?? '')?.[1] ?? 'app'})`)
     t.match(md, 'fly secrets set FLY_API_TOKEN="$(fly tokens create deploy)"', 'the token step')

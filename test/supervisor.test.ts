@@ -8,6 +8,7 @@ import path from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { createLogger } from '../src/log.ts'
 import { superviseApp, type Supervisor, type SupervisorOptions } from '../src/supervisor.ts'
+import { APP_MARK_VARIABLE } from '../src/app-processes.ts'
 
 const node = process.execPath
 const fixture = (name: string): string => fileURLToPath(new URL(`fixtures/apps/${name}`, import.meta.url))
@@ -59,7 +60,7 @@ function harness (t: Test): Harness {
     dir,
     logs,
     start (command, args, env) {
-      const options: SupervisorOptions = { command, args, logger, env: { FIXTURE_DIR: dir, ...env } }
+      const options: SupervisorOptions = { command, args, logger, env: { ...process.env, FIXTURE_DIR: dir, ...env } }
       const s = superviseApp(options)
       started.push(s)
       return s
@@ -171,7 +172,7 @@ t.test('processes the app leaves behind when it exits on its own are stopped', a
   const orphan = Number(readFileSync(pidFile, 'utf8'))
   await waitFor(() => gone(orphan), 5000, 'the orphan')
   t.pass('orphan gone')
-  t.ok(h.logs.some((l) => l.msg === 'app exited leaving processes in its group: stopping them'), 'said so')
+  t.ok(h.logs.some((l) => l.msg === 'app exited leaving processes behind: stopping them'), 'said so')
 })
 
 t.test('signal() reaches the app; SIGHUP and SIGQUIT do not stop it', async (t) => {
@@ -189,12 +190,82 @@ t.test('signal() reaches the app; SIGHUP and SIGQUIT do not stop it', async (t) 
   t.equal(h.logs.filter((l) => l.level === 'error').length, 0, 'nothing logged as an error')
 })
 
-t.test('the app gets the sidecar\'s env plus options.env', async (t) => {
+t.test('the app gets options.env as it is, plus only the mark', async (t) => {
   const h = harness(t)
-  const s = h.start(node, [fixture('traps.mjs')], { SUPERVISOR_TEST_VALUE: 'from options' })
+  const s = h.start(node, [fixture('traps.mjs')], { SUPERVISOR_TEST_VALUE: 'from options', [APP_MARK_VARIABLE]: 'forged' })
   await h.pidOf('app')
   t.strictSame(JSON.parse(readFileSync(path.join(h.dir, 'env.json'), 'utf8')), { hasPath: true, value: 'from options' })
+  const environ = readFileSync(`/proc/${String(s.pid)}/environ`, 'latin1').split('\0').filter((v) => v !== '')
+  const marks = environ.filter((v) => v.startsWith(`${APP_MARK_VARIABLE}=`))
+  t.equal(marks.length, 1, 'one mark')
+  t.match(marks[0], new RegExp(`^${APP_MARK_VARIABLE}=${process.pid}\\.[0-9a-f]{16}$`), 'the supervisor\'s own value, not the forged one')
+  t.equal(environ.at(-1), marks[0], 'the mark is the last variable')
+  t.equal(environ.length, Object.keys({ ...process.env, FIXTURE_DIR: h.dir, SUPERVISOR_TEST_VALUE: '' }).length + 1, 'nothing else added')
   await s.stop('SIGTERM', 5000)
+})
+
+t.test('without options.env the app gets the sidecar\'s environment', async (t) => {
+  const h = harness(t)
+  process.env.SUPERVISOR_TEST_VALUE = 'inherited'
+  process.env.FIXTURE_DIR = h.dir
+  t.teardown(() => { delete process.env.SUPERVISOR_TEST_VALUE; delete process.env.FIXTURE_DIR })
+  const s = superviseApp({ command: node, args: [fixture('traps.mjs')], logger: createLogger({ level: 'silent' }) })
+  t.teardown(() => s.stop('SIGKILL', 0))
+  await h.pidOf('app')
+  t.strictSame(JSON.parse(readFileSync(path.join(h.dir, 'env.json'), 'utf8')), { hasPath: true, value: 'inherited' })
+})
+
+// php-fpm -D: the daemon calls setsid() and its launcher exits, so it is neither in the app's
+// group nor its descendant when the stop comes; the start script then execs the server.
+for (const flags of [[], ['no-fd'], ['no-env']]) {
+  const how = flags.length === 0 ? 'both marks' : flags[0] === 'no-fd' ? 'the environment mark only' : 'the fd mark only'
+  t.test(`a daemon that left the app's session (setsid) is stopped with it (${how})`, async (t) => {
+    const h = harness(t)
+    const s = h.start('sh', ['-c', `"${node}" "${fixture('daemonize.mjs')}" daemon ${flags.join(' ')}; exec "${node}" "${fixture('idle.mjs')}" app`])
+    const daemon = await h.pidOf('daemon')
+    await h.pidOf('app')
+    const stat = readFileSync(`/proc/${daemon}/stat`, 'latin1')
+    const [, , pgrp] = stat.slice(stat.lastIndexOf(')') + 2).split(' ')
+    t.not(Number(pgrp), s.pid, 'the daemon is outside the app\'s process group')
+    const began = Date.now()
+    t.strictSame(await s.stop('SIGTERM', 3000), { code: null, signal: 'SIGTERM', exitCode: 143 })
+    t.ok(gone(daemon), 'the daemon is gone when stop() resolves')
+    t.ok(Date.now() - began < 2000, 'it stopped on SIGTERM, without waiting for the timeout')
+  })
+}
+
+t.test('a daemon that ignores SIGTERM is SIGKILLed at the stop deadline', async (t) => {
+  const h = harness(t)
+  const s = h.start('sh', ['-c', `"${node}" "${fixture('daemonize.mjs')}" daemon ignore-term; exec "${node}" "${fixture('idle.mjs')}" app`])
+  const daemon = await h.pidOf('daemon')
+  await h.pidOf('app')
+  const began = Date.now()
+  t.equal((await s.stop('SIGTERM', 700)).exitCode, 143)
+  const took = Date.now() - began
+  t.ok(gone(daemon), 'gone when stop() resolves')
+  t.ok(took >= 680 && took < 3000, `at the deadline (${took} ms)`)
+  t.match(h.logs.find((l) => l.msg === 'processes of the app still running: SIGKILL'), { level: 'warn', pids: [daemon] })
+})
+
+t.test('a daemon the app leaves behind when it exits on its own is stopped', async (t) => {
+  const h = harness(t)
+  // The script exits once the daemon is up (bounded: 100 looks), as a start script whose server crashed.
+  const s = h.start('sh', ['-c', `"${node}" "${fixture('daemonize.mjs')}" daemon; i=0; while [ ! -s "$FIXTURE_DIR/daemon.pid" ] && [ $i -lt 100 ]; do sleep 0.05; i=$((i+1)); done; exit 3`])
+  const daemon = await h.pidOf('daemon')
+  t.strictSame(await s.exited, { code: 3, signal: null, exitCode: 3 })
+  t.strictSame(await s.stop('SIGTERM', 1000), { code: 3, signal: null, exitCode: 3 }, 'the exit stays the app\'s')
+  t.ok(gone(daemon), 'the daemon is gone when stop() resolves')
+})
+
+t.test('an unrelated process with the same kind of mark but another value is left alone', async (t) => {
+  const h = harness(t)
+  const other = superviseApp({ command: node, args: [fixture('idle.mjs'), 'other'], env: { ...process.env, FIXTURE_DIR: h.dir }, logger: createLogger({ level: 'silent' }) })
+  t.teardown(() => other.stop('SIGKILL', 0))
+  await h.pidOf('other')
+  const s = h.start(node, [fixture('idle.mjs'), 'app'])
+  await h.pidOf('app')
+  await s.stop('SIGTERM', 2000)
+  t.equal(other.running, true, 'the other app still runs')
 })
 
 t.test('a command that does not exist: exit 127 and a logged CHILD_SPAWN error with its cause', async (t) => {

@@ -269,6 +269,15 @@ function numberOf (e: YamlEntry | undefined): number | undefined {
 }
 
 /** A record safe for any key (even `__proto__`), in insertion order. */
+/** A map of strings (`env:`), as far as the schema accepted it. */
+function stringRecord (e: YamlEntry | undefined): Record<string, string> {
+  const entries = e?.value.kind === 'map' ? e.value.entries : []
+  return record(entries.flatMap((x) => {
+    const v = stringOf(x)
+    return v === undefined ? [] : [[x.key, v] as const]
+  }))
+}
+
 function record<T> (pairs: Iterable<readonly [string, T]>): Record<string, T> {
   const out: Record<string, T> = {}
   for (const [k, v] of pairs) Object.defineProperty(out, k, { value: v, enumerable: true, writable: true, configurable: true })
@@ -330,6 +339,7 @@ function buildConfig (tree: YamlNode, file: string, env: NodeJS.ProcessEnv, p: P
     readyTimeoutMs: duration(appE, 'ready-timeout', DEFAULTS.appReadyTimeoutMs, ['app']),
     drainTimeoutMs: duration(appE, 'drain-timeout', DEFAULTS.appDrainTimeoutMs, ['app']),
     stopTimeoutMs: duration(appE, 'stop-timeout', DEFAULTS.appStopTimeoutMs, ['app']),
+    env: stringRecord(entry(appE?.value, 'env')),
   }
 
   const health = { path: urlPath(entry(entry(root, 'health')?.value, 'path'), ['health', 'path'], DEFAULTS.healthPath) }

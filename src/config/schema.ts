@@ -129,6 +129,10 @@ export const ConfigFileSchema = Type.Object({
     'ready-timeout': Type.Optional(Duration(DEFAULTS.appReadyTimeoutMs, 'early requests wait up to this long for the app port')),
     'drain-timeout': Type.Optional(Duration(DEFAULTS.appDrainTimeoutMs, 'on SIGTERM/SIGINT, in-flight requests get this long before the app is signalled')),
     'stop-timeout': Type.Optional(Duration(DEFAULTS.appStopTimeoutMs, 'after forwarding a stop signal, SIGKILL the app group after this long')),
+    env: Type.Optional(Type.Record(Type.String({ pattern: ENV_NAME_PATTERN }), Type.String(), {
+      ...strict,
+      description: "env for the app started after `--`, over the sidecar's env with PORT set to app.url's port and FLY_API_TOKEN removed",
+    })),
   }, strict),
   health: Type.Optional(Type.Object({
     path: Type.Optional(Type.String({ pattern: ABSOLUTE_PATH_PATTERN, default: DEFAULTS.healthPath, description: 'always answered by the sidecar itself' })),

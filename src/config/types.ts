@@ -87,6 +87,8 @@ export interface Config {
     readonly readyTimeoutMs: number
     readonly drainTimeoutMs: number
     readonly stopTimeoutMs: number
+    /** `app.env`: set over the defaults of src/app-env.ts for the app started after `--`. */
+    readonly env: Readonly<Record<string, string>>
   }
   readonly health: { readonly path: string }
   /** null when `metrics: false`. */

@@ -28,7 +28,7 @@ t.test('defaults: a file with only app.url and an empty env', async (t) => {
   const want: Config = {
     file: path.resolve('config/routes.yaml'),
     listen: { host: '0.0.0.0', port: 8080 },
-    app: { url: 'http://127.0.0.1:8081', readyTimeoutMs: 30_000, drainTimeoutMs: 3000, stopTimeoutMs: 4000 },
+    app: { url: 'http://127.0.0.1:8081', readyTimeoutMs: 30_000, drainTimeoutMs: 3000, stopTimeoutMs: 4000, env: {} },
     health: { path: '/_sidecar/health' },
     metrics: { host: '0.0.0.0', port: 9091, path: '/metrics' },
     inspect: { maxBodyBytes: 1_048_576 },
@@ -92,7 +92,7 @@ t.test('every key, set to a value other than its default', async (t) => {
   t.strictSame(c, {
     file: fixture('full.yaml'),
     listen: { host: '127.0.0.1', port: 9000 },
-    app: { url: 'https://app.internal:8443', readyTimeoutMs: 60_000, drainTimeoutMs: 500, stopTimeoutMs: 1500 },
+    app: { url: 'https://app.internal:8443', readyTimeoutMs: 60_000, drainTimeoutMs: 500, stopTimeoutMs: 1500, env: {} },
     health: { path: '/healthz' },
     metrics: { host: '::', port: 9100, path: '/prom' },
     inspect: { maxBodyBytes: 65_536 },
