@@ -19,9 +19,12 @@ const { values: args } = parseArgs({
   options: {
     exe: { type: 'string' },
     runs: { type: 'string', default: '10' },
+    'no-floor': { type: 'boolean', default: false },
     'load-ms': { type: 'string', default: '5000' },
     'after-ms': { type: 'string', default: '30000' },
     out: { type: 'string' },
+    // Extra NAME=value for the sidecar under load, e.g. allocator or NODE_OPTIONS experiments.
+    'sidecar-env': { type: 'string', multiple: true },
   },
 })
 const RUNS = Number(args.runs)
@@ -118,6 +121,7 @@ if (exe === undefined) {
 
 const app = await startApp(dir, null)
 const base: NodeJS.ProcessEnv = { PATH: process.env.PATH, LOG_LEVEL: 'warn', APP_PORT: String(app.port) }
+const extraEnv = Object.fromEntries((args['sidecar-env'] ?? []).map((kv) => [kv.slice(0, kv.indexOf('=')), kv.slice(kv.indexOf('=') + 1)]))
 
 type Kind = 'bare' | 'sidecar' | 'sidecar-no-reexec'
 async function startKind (kind: Kind): Promise<Started & { metricsPort: number }> {
@@ -128,6 +132,7 @@ async function startKind (kind: Kind): Promise<Started & { metricsPort: number }
   // With MALLOC_ARENA_MAX already set the executable does not re-execute itself: the difference
   // is what the re-exec costs.
   if (kind === 'sidecar-no-reexec') env.MALLOC_ARENA_MAX = '2'
+  Object.assign(env, extraEnv)
   return { ...await startTimed(exe as string, ['--config', CONFIG], env, '/_sidecar/health', port), metricsPort }
 }
 
@@ -173,8 +178,8 @@ async function drive (baseUrl: string, path: string, concurrency: number, ms: nu
   return { requests, bad }
 }
 
-interface LoadFigures { idle: number, peak: number, after: number, smallRps: number, bigMiBs: number, cpuMs: number, bad: number }
-async function underLoad (pid: number, baseUrl: string): Promise<LoadFigures> {
+interface LoadFigures { idle: number, peak: number, after: number, afterAnon: number, heapAfter: number, heapTotalAfter: number, smallRps: number, bigMiBs: number, cpuMs: number, bad: number }
+async function underLoad (pid: number, baseUrl: string, metricsUrl?: string): Promise<LoadFigures> {
   const idle = rollup(pid).rss
   const cpu0 = cpuSeconds(pid)
   const small = await drive(baseUrl, PATHS.small, 16, LOAD_MS)
@@ -182,7 +187,9 @@ async function underLoad (pid: number, baseUrl: string): Promise<LoadFigures> {
   const cpuMs = (cpuSeconds(pid) - cpu0) * 1000
   const peak = memory(pid).hwm / MiB
   await sleep(AFTER_MS)
-  return { idle, peak, after: rollup(pid).rss, smallRps: small.requests / (LOAD_MS / 1000), bigMiBs: big.requests * 16 / (LOAD_MS / 1000), cpuMs, bad: small.bad + big.bad }
+  const after = rollup(pid)
+  const text = metricsUrl === undefined ? '' : (await get(metricsUrl)).body
+  return { idle, peak, after: after.rss, afterAnon: after.anon, heapAfter: series(text, 'nodejs_heap_size_used_bytes') / MiB, heapTotalAfter: series(text, 'nodejs_heap_size_total_bytes') / MiB, smallRps: small.requests / (LOAD_MS / 1000), bigMiBs: big.requests * 16 / (LOAD_MS / 1000), cpuMs, bad: small.bad + big.bad }
 }
 
 const loadFigures: Record<string, LoadFigures> = {}
@@ -191,11 +198,11 @@ const loadLoads: Record<string, string> = {}
   const s = await startKind('sidecar')
   await sleep(2000)
   loadLoads.sidecar = load()
-  loadFigures.sidecar = await underLoad(s.proc.pid as number, `http://127.0.0.1:${s.port}`)
+  loadFigures.sidecar = await underLoad(s.proc.pid as number, `http://127.0.0.1:${s.port}`, `http://127.0.0.1:${s.metricsPort}/metrics`)
   await stop(s.proc)
   log(`sidecar under load done (load ${load()})`)
 }
-{
+if (!args['no-floor']) {
   const floor = await startNodeFloor(dir, null, app.port)
   await sleep(2000)
   loadLoads['node-floor'] = load()
@@ -227,11 +234,13 @@ const lines = [
   `| V8 heap used, MiB | — | ${cell(sc.heap)} | | ${cell(start['sidecar-no-reexec'].heap)} |`,
   `| external memory, MiB | — | ${cell(sc.external)} | | ${cell(start['sidecar-no-reexec'].external)} |`,
   '',
-  `Under load, one process each: ${LOAD_MS / 1000} s of GET ${PATHS.small} (100 B, 16 connections) then ${LOAD_MS / 1000} s of GET ${PATHS.big} (16 MiB, 1 connection), then ${AFTER_MS / 1000} s idle. node-floor is node:http + one undici Pool dispatch (bench/targets/node-floor.js). Load average at the start: ${Object.entries(loadLoads).map(([k, v]) => `${k} ${v}`).join('; ')}.`,
+  `Under load, one process each: ${LOAD_MS / 1000} s of GET ${PATHS.small} (100 B, 16 connections) then ${LOAD_MS / 1000} s of GET ${PATHS.big} (16 MiB, 1 connection), then ${AFTER_MS / 1000} s idle. node-floor is node:http + one undici Pool dispatch (bench/targets/node-floor.js). ${Object.keys(extraEnv).length > 0 ? `Sidecar environment added: ${Object.entries(extraEnv).map(([k, v]) => `${k}=${v}`).join(' ')}. ` : ''}Load average at the start: ${Object.entries(loadLoads).map(([k, v]) => `${k} ${v}`).join('; ')}.`,
   '',
   '| figure | node-floor | sidecar |',
   '| --- | --- | --- |',
   ...(['idle', 'peak', 'after'] as const).map((k) => `| ${k === 'idle' ? 'RSS before the load' : k === 'peak' ? 'peak RSS (VmHWM)' : `RSS ${AFTER_MS / 1000} s after`}, MiB ↓ | ${f1(loadFigures['node-floor']?.[k] ?? NaN)} | ${f1(loadFigures.sidecar?.[k] ?? NaN)} |`),
+  `| of it anonymous, MiB | ${f1(loadFigures['node-floor']?.afterAnon ?? NaN)} | ${f1(loadFigures.sidecar?.afterAnon ?? NaN)} |`,
+  `| V8 heap used / total then, MiB | — | ${f1(loadFigures.sidecar?.heapAfter ?? NaN)} / ${f1(loadFigures.sidecar?.heapTotalAfter ?? NaN)} |`,
   `| after ÷ before ↓ | ${((loadFigures['node-floor']?.after ?? NaN) / (loadFigures['node-floor']?.idle ?? NaN)).toFixed(2)}× | ${((loadFigures.sidecar?.after ?? NaN) / (loadFigures.sidecar?.idle ?? NaN)).toFixed(2)}× |`,
   `| small GET req/s ↑ | ${f1(loadFigures['node-floor']?.smallRps ?? NaN)} | ${f1(loadFigures.sidecar?.smallRps ?? NaN)} |`,
   `| 16 MiB GET MiB/s ↑ | ${f1(loadFigures['node-floor']?.bigMiBs ?? NaN)} | ${f1(loadFigures.sidecar?.bigMiBs ?? NaN)} |`,

@@ -5,20 +5,22 @@ import { ALLOCATOR_ENV, REEXEC_MARK, ownVariables, reexecEnv } from '../src/exec
 
 t.test('reexecEnv', async (t) => {
   const cases: { name: string, env: NodeJS.ProcessEnv, want: NodeJS.ProcessEnv | undefined }[] = [
-    { name: 'nothing set: re-exec with the variable and the mark', env: { HOME: '/h' }, want: { HOME: '/h', MALLOC_ARENA_MAX: '2', [REEXEC_MARK]: 'MALLOC_ARENA_MAX' } },
-    { name: 'the user set it: their value, no re-exec', env: { MALLOC_ARENA_MAX: '8' }, want: undefined },
-    { name: 'set to empty by the user counts as set', env: { MALLOC_ARENA_MAX: '' }, want: undefined },
+    { name: 'nothing set: re-exec with the variables and the mark', env: { HOME: '/h' }, want: { HOME: '/h', MALLOC_ARENA_MAX: '2', MALLOC_MMAP_THRESHOLD_: '65536', [REEXEC_MARK]: 'MALLOC_ARENA_MAX,MALLOC_MMAP_THRESHOLD_' } },
+    { name: 'the user set one: theirs kept, the other added', env: { MALLOC_ARENA_MAX: '8' }, want: { MALLOC_ARENA_MAX: '8', MALLOC_MMAP_THRESHOLD_: '65536', [REEXEC_MARK]: 'MALLOC_MMAP_THRESHOLD_' } },
+    { name: 'the user set both: no re-exec', env: { MALLOC_ARENA_MAX: '8', MALLOC_MMAP_THRESHOLD_: '131072' }, want: undefined },
+    { name: 'set to empty by the user counts as set', env: { MALLOC_ARENA_MAX: '', MALLOC_MMAP_THRESHOLD_: '' }, want: undefined },
     { name: 'already re-executed: never again', env: { MALLOC_ARENA_MAX: '2', [REEXEC_MARK]: 'MALLOC_ARENA_MAX' }, want: undefined },
     { name: 'a mark without the variable still stops a loop', env: { [REEXEC_MARK]: '' }, want: undefined },
   ]
   for (const c of cases) t.strictSame(reexecEnv(c.env), c.want, c.name)
-  t.strictSame(ALLOCATOR_ENV, { MALLOC_ARENA_MAX: '2' })
+  t.strictSame(ALLOCATOR_ENV, { MALLOC_ARENA_MAX: '2', MALLOC_MMAP_THRESHOLD_: '65536' })
 })
 
 t.test('ownVariables', async (t) => {
   const cases: { name: string, env: NodeJS.ProcessEnv, want: string[] }[] = [
     { name: 'not re-executed: nothing to drop', env: { MALLOC_ARENA_MAX: '2' }, want: [] },
     { name: 're-executed: the mark and what it names', env: { MALLOC_ARENA_MAX: '2', [REEXEC_MARK]: 'MALLOC_ARENA_MAX' }, want: [REEXEC_MARK, 'MALLOC_ARENA_MAX'] },
+    { name: 'not what the user set before', env: { MALLOC_ARENA_MAX: '8', MALLOC_MMAP_THRESHOLD_: '65536', [REEXEC_MARK]: 'MALLOC_MMAP_THRESHOLD_' }, want: [REEXEC_MARK, 'MALLOC_MMAP_THRESHOLD_'] },
     { name: 'a mark naming anything else drops only the mark', env: { PATH: '/bin', [REEXEC_MARK]: 'PATH,HOME' }, want: [REEXEC_MARK] },
   ]
   for (const c of cases) t.strictSame(ownVariables(c.env), c.want, c.name)
