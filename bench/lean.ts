@@ -2,7 +2,8 @@
 // exec → accepting connections, exec → healthy, idle RSS with metrics on and one body rule, peak
 // RSS under small and 16 MiB responses, and RSS 30 s after the load. It runs whatever the
 // executable contains, so it measures the data path of the day.
-//   npm run bench:lean -- [--exe FILE] [--runs N] [--after-ms MS] [--out FILE]
+//   npm run bench:lean -- [--exe FILE] [--runs N] [--after-ms MS] [--out FILE] [--write]
+// --write puts the report into bench/RESULTS.md between its lean markers (appended when absent).
 import { spawn, type ChildProcess } from 'node:child_process'
 import { readFileSync, writeFileSync, mkdirSync, mkdtempSync } from 'node:fs'
 import http from 'node:http'
@@ -23,6 +24,7 @@ const { values: args } = parseArgs({
     'load-ms': { type: 'string', default: '5000' },
     'after-ms': { type: 'string', default: '30000' },
     out: { type: 'string' },
+    write: { type: 'boolean', default: false },
     // Extra NAME=value for the sidecar under load, e.g. allocator or NODE_OPTIONS experiments.
     'sidecar-env': { type: 'string', multiple: true },
   },
@@ -33,6 +35,9 @@ const AFTER_MS = Number(args['after-ms'])
 const CONFIG = join(ROOT, 'bench', 'config', 'lean.yaml')
 const BARE = join(ROOT, 'bench', 'targets', 'bare-http.cjs')
 const MiB = 1024 * 1024
+/** bench/run.ts writes the rest of bench/RESULTS.md; this script owns what is between these. */
+const MARK_START = '<!-- bench/lean.ts: start -->'
+const MARK_END = '<!-- bench/lean.ts: end -->'
 const dir = mkdtempSync(join(os.tmpdir(), 'bench-lean-'))
 const log = (line: string): void => { process.stderr.write(`${new Date().toISOString().slice(11, 19)} ${line}\n`) }
 const load = (): string => os.loadavg().map((l) => l.toFixed(2)).join(' ')
@@ -248,6 +253,29 @@ const lines = [
   `| failed requests | ${loadFigures['node-floor']?.bad ?? '—'} | ${loadFigures.sidecar?.bad ?? '—'} |`,
   '',
 ]
+const sf = loadFigures.sidecar
+const yes = (ok: boolean): string => ok ? 'yes' : '**no**'
+const acceptRatio = median(sc.accept) / median(bare.accept)
+const healthyGap = median(sc.ready.map((r, i) => r - (sc.accept[i] as number)))
+lines.push(
+  '| target (issue 13) | measured (medians) | met |',
+  '| --- | --- | --- |',
+  `| idle RSS ≤ 55 MiB (metrics on, one body rule) | ${f1(median(sc.rss))} MiB (bare Node ${f1(median(bare.rss))} MiB) | ${yes(median(sc.rss) <= 55)} |`,
+  `| ${AFTER_MS / 1000} s after the load ≤ 1.25× idle | ${sf === undefined ? '—' : `${(sf.after / sf.idle).toFixed(2)}× (${f1(sf.after)} vs ${f1(sf.idle)} MiB)`} | ${sf === undefined ? '—' : yes(sf.after <= 1.25 * sf.idle)} |`,
+  `| peak under these loads ≤ 100 MiB | ${sf === undefined ? '—' : `${f1(sf.peak)} MiB`} | ${sf === undefined ? '—' : yes(sf.peak <= 100)} |`,
+  `| exec → accepting ≤ 2× bare Node | ${acceptRatio.toFixed(2)}× (${f1(median(sc.accept))} vs ${f1(median(bare.accept))} ms) | ${yes(acceptRatio <= 2)} |`,
+  `| healthy as soon as the app is | the first health check after the port accepts answered 200, ${f1(healthyGap)} ms later (the app was already up) | ${yes(healthyGap < 50)} |`,
+  ''
+)
 const report = lines.join('\n')
 process.stdout.write(report)
 if (args.out !== undefined) { mkdirSync(join(args.out, '..'), { recursive: true }); writeFileSync(args.out, report) }
+if (args.write) {
+  const file = join(ROOT, 'bench', 'RESULTS.md')
+  const section = `${MARK_START}\n${report}${MARK_END}\n`
+  const current = readFileSync(file, 'utf8')
+  const at = current.indexOf(MARK_START)
+  const end = current.indexOf(MARK_END)
+  writeFileSync(file, at === -1 || end === -1 ? `${current.trimEnd()}\n\n${section}` : `${current.slice(0, at)}${section}${current.slice(end + MARK_END.length + 1)}`)
+  log('wrote its section of bench/RESULTS.md')
+}
