@@ -16,12 +16,17 @@ export const ALLOCATOR_ENV: Readonly<Record<string, string>> = { MALLOC_ARENA_MA
 /** Set in the re-executed process only; names the variables it set so it can drop them again. */
 export const REEXEC_MARK = 'FLY_REPLAY_SIDECAR_SET_ENV'
 
+/** Commands that end in a moment: a re-exec would cost them a second Node start for nothing. */
+const SHORT_COMMANDS: ReadonlySet<string> = new Set(['check', 'explain', 'dev', 'help', '--help', '-h', '--version', '-v'])
+
 /**
  * The environment to re-execute with, or undefined when this process needs no re-exec: it is the
- * re-executed one, or the user set every variable (their choice wins).
+ * re-executed one, the user set every variable (their choice wins), or `argv` (the arguments
+ * after the executable) names a short-lived command rather than the proxy.
  */
-export function reexecEnv (env: NodeJS.ProcessEnv): NodeJS.ProcessEnv | undefined {
+export function reexecEnv (env: NodeJS.ProcessEnv, argv: readonly string[] = []): NodeJS.ProcessEnv | undefined {
   if (env[REEXEC_MARK] !== undefined) return undefined
+  if (argv[0] !== undefined && SHORT_COMMANDS.has(argv[0])) return undefined
   const missing = Object.keys(ALLOCATOR_ENV).filter((name) => env[name] === undefined)
   if (missing.length === 0) return undefined
   const next: NodeJS.ProcessEnv = { ...env, [REEXEC_MARK]: missing.join(',') }
@@ -44,7 +49,7 @@ export function ownVariables (env: NodeJS.ProcessEnv): string[] {
 // command line decides the environment and flags.
 const asBundle = /(?:^|[/\\])fly-replay-sidecar\.cjs$/.test(process.argv[1] ?? '')
 if (isSea() || asBundle) {
-  const next = isSea() ? reexecEnv(process.env) : undefined
+  const next = isSea() ? reexecEnv(process.env, process.argv.slice(2)) : undefined
   if (next !== undefined && process.execve !== undefined) {
     // execve(2): the same pid (the sidecar is often PID 1), stdio and arguments, a fresh glibc.
     process.execve(process.execPath, [process.execPath, ...process.argv.slice(2)], next)

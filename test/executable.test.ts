@@ -13,6 +13,23 @@ t.test('reexecEnv', async (t) => {
     { name: 'a mark without the variable still stops a loop', env: { [REEXEC_MARK]: '' }, want: undefined },
   ]
   for (const c of cases) t.strictSame(reexecEnv(c.env), c.want, c.name)
+  // Only the proxy lives long enough for the allocator to matter; the other commands end at once.
+  const argvCases: { argv: string[], reexec: boolean }[] = [
+    { argv: [], reexec: true },
+    { argv: ['--config', 'c.yaml'], reexec: true },
+    { argv: ['--config', 'c.yaml', '--', 'php', 'artisan', 'serve'], reexec: true },
+    { argv: ['--', 'check'], reexec: true },
+    { argv: ['check'], reexec: false },
+    { argv: ['check', '--config', 'c.yaml'], reexec: false },
+    { argv: ['explain', '/x'], reexec: false },
+    { argv: ['dev'], reexec: false },
+    { argv: ['help'], reexec: false },
+    { argv: ['--help'], reexec: false },
+    { argv: ['-h'], reexec: false },
+    { argv: ['--version'], reexec: false },
+    { argv: ['-v'], reexec: false },
+  ]
+  for (const c of argvCases) t.equal(reexecEnv({}, c.argv) !== undefined, c.reexec, `argv ${JSON.stringify(c.argv)}: ${c.reexec ? 're-exec' : 'no re-exec'}`)
   t.strictSame(ALLOCATOR_ENV, { MALLOC_ARENA_MAX: '2', MALLOC_MMAP_THRESHOLD_: '65536' })
 })
 
