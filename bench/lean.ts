@@ -5,7 +5,7 @@
 //   npm run bench:lean -- [--exe FILE] [--runs N] [--after-ms MS] [--out FILE] [--write]
 // --write puts the report into bench/RESULTS.md between its lean markers (appended when absent).
 import { spawn, type ChildProcess } from 'node:child_process'
-import { readFileSync, writeFileSync, mkdirSync, mkdtempSync } from 'node:fs'
+import { readFileSync, writeFileSync, mkdirSync, mkdtempSync, rmSync } from 'node:fs'
 import http from 'node:http'
 import net from 'node:net'
 import os from 'node:os'
@@ -216,6 +216,8 @@ if (!args['no-floor']) {
   log(`node-floor under load done (load ${load()})`)
 }
 await stopChild(app.child as Child)
+// The temp dir holds a 106 MiB executable per run.
+rmSync(dir, { recursive: true, force: true })
 
 // ── report ───────────────────────────────────────────────────────────────────────────────────
 const f1 = (n: number): string => Number.isFinite(n) ? n.toFixed(1) : '—'
