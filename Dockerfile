@@ -1,32 +1,38 @@
 # syntax=docker/dockerfile:1
-# fly-replay-sidecar, built into a self-contained directory (one bundled JS file + a Node binary)
-# that any app image can take with `COPY --from=`, even one without Node (PHP, Ruby, Python).
+# fly-replay-sidecar, built into one executable file (a Node single executable application: the
+# Node binary with the bundled sidecar and its V8 flags inside), in a directory beside the licences
+# of what it contains, that any app image can take with `COPY --from=`, even one without Node
+# (PHP, Ruby, Python).
 #
-#   docker build --target sidecar -t fly-replay-sidecar .   # an image holding only the bundle
+#   docker build --target sidecar -t fly-replay-sidecar .   # an image holding only the executable
 #   docker build -t fly-replay-sidecar-demo .                # the demo app below (fly.toml deploys it)
 #
 # In your own app's Dockerfile (see docs/deploying.md for Laravel, Rails and Django):
 #   COPY --from=fly-replay-sidecar /fly-replay-sidecar /opt/fly-replay-sidecar
+# (/opt/fly-replay-sidecar/fly-replay-sidecar is the executable; THIRD_PARTY_LICENSES.txt is beside it)
 
-# ── 1. build: npm ci + esbuild bundle ──────────────────────────────────────────────────────────
-# Debian (glibc) on purpose: the Node binary copied from here runs in any glibc image with
-# libstdc++ (every Debian/Ubuntu based php, ruby and python image). For Alpine app images, build
-# this stage from node:24-alpine instead and `apk add libstdc++` in the app image.
+# ── 1. build: npm ci + esbuild bundle + single executable ──────────────────────────────────────
+# Debian (glibc) on purpose: the executable is this stage's Node binary, which runs in any glibc
+# image with libstdc++ (every Debian/Ubuntu based php, ruby and python image). For Alpine app
+# images, build this stage from node:24-alpine instead and `apk add libstdc++` in the app image.
 FROM node:24-bookworm-slim AS build
+# binutils for `strip`: the binary's symbols and debug info are about 18 MB nobody runs.
+RUN apt-get update && apt-get install -y --no-install-recommends binutils && rm -rf /var/lib/apt/lists/*
 WORKDIR /build
 COPY package.json package-lock.json ./
 # --ignore-scripts: nothing here needs an install script (esbuild finds its platform binary in
-# its optional dependency; the `node` devDependency is not needed, this image has Node 24).
+# its optional dependency; postject is plain JavaScript; the `node` devDependency is not needed,
+# this image has Node 24).
 RUN npm ci --no-audit --no-fund --ignore-scripts
 COPY tsconfig.json ./
 COPY scripts ./scripts
 COPY src ./src
-# The image's own Node (not node_modules/.bin/node) runs the script, so it is the one copied.
-# `--help` at the end proves the bundle loads with the copied binary.
+# The image's own Node (not node_modules/.bin/node) runs the script, so it is the binary the
+# executable is made of. `--help` at the end proves the executable runs.
 RUN /usr/local/bin/node scripts/bundle.ts --out /fly-replay-sidecar \
  && /fly-replay-sidecar/fly-replay-sidecar --help >/dev/null
 
-# ── 2. sidecar: nothing but the bundle, for `COPY --from=` ─────────────────────────────────────
+# ── 2. sidecar: the executable and its licences, nothing else, for `COPY --from=` ─────────────
 FROM scratch AS sidecar
 COPY --from=build /fly-replay-sidecar /fly-replay-sidecar
 

@@ -1,66 +1,70 @@
-// Builds the self-contained sidecar: src/cli.ts and every dependency in one ESM file, next to a
-// copy of the Node binary running this script, in one directory (default dist/bundle/) that a
+// Builds the sidecar's one executable file: a Node single executable application (SEA) holding
+// src/executable.ts and every dependency bundled by esbuild, with its V8 flags baked in, beside
+// the licence texts of what it contains, in one directory (default dist/bundle/) that a
 // Dockerfile copies with `COPY --from=` into an app image that has no Node and no node_modules.
-//   node scripts/bundle.ts [--out DIR]
-import { build } from 'esbuild'
+//   npm run bundle -- [--out DIR]        (or, with Node 24: node scripts/bundle.ts [--out DIR])
+import { build, type Plugin } from 'esbuild'
+import { execFile } from 'node:child_process'
 import { chmod, copyFile, mkdir, readFile, readdir, rm, stat, writeFile } from 'node:fs/promises'
-import { dirname, join, resolve, sep } from 'node:path'
+import { basename, dirname, join, resolve, sep } from 'node:path'
 import { fileURLToPath } from 'node:url'
+import { promisify } from 'node:util'
+import { inject } from 'postject'
 
+const run = promisify(execFile)
 const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..')
 
 /** File names inside the bundle directory; docs/deploying.md and the Dockerfile use them. */
-export const BUNDLE_ENTRY = 'fly-replay-sidecar.mjs'
-export const BUNDLE_NODE = 'node'
-export const BUNDLE_LAUNCHER = 'fly-replay-sidecar'
+export const BUNDLE_EXECUTABLE = 'fly-replay-sidecar'
 export const BUNDLE_LICENSES = 'THIRD_PARTY_LICENSES.txt'
+/** Kept for the docs and tests that name the executable as "the launcher". */
+export const BUNDLE_LAUNCHER = BUNDLE_EXECUTABLE
 
-// Bundled CommonJS packages call require() on Node built-ins and read __dirname; an ESM file
-// has neither, so the bundle defines them first from its own location.
-const BANNER = [
-  "import { createRequire as __sidecarCreateRequire } from 'node:module';",
-  "import { fileURLToPath as __sidecarFileURLToPath } from 'node:url';",
-  "import { dirname as __sidecarDirname } from 'node:path';",
-  'const require = __sidecarCreateRequire(import.meta.url);',
-  'const __filename = __sidecarFileURLToPath(import.meta.url);',
-  'const __dirname = __sidecarDirname(__filename);',
-].join('\n')
+/** Names Node's SEA loader looks for in the executable (node/src/node_sea.cc). */
+const SEA_RESOURCE = 'NODE_SEA_BLOB'
+const SEA_FUSE = 'NODE_SEA_FUSE_fce680ab2cc467b6e072b8b5df1996b2'
 
 /**
- * V8 flags the launcher runs the sidecar with (SIDECAR_NODE_FLAGS replaces them). A young
- * generation capped at 4 MiB semi-spaces (V8 grows them to 16 MiB under load) lowers the RSS a
- * busy proxy settles at with no measurable cost per request. Smaller is a trade-off, not a
- * default: at 1 MiB, 16 MiB responses ran 2.5x faster with a third less peak RSS, but a small
- * proxied GET cost about 30% more CPU (docs/performance.md, "Memory and the V8 young generation").
+ * V8 flags baked into the executable (the SEA config's execArgv). A young generation capped at
+ * 4 MiB semi-spaces (V8 grows them to 16 MiB under load) lowers the RSS a busy proxy settles at
+ * with no measurable cost per request; smaller is a trade-off, not a default (docs/performance.md,
+ * "Memory and the V8 young generation"). NODE_OPTIONS, read after them, overrides any of them.
+ * `process.execve`, which sets the allocator's variables (src/executable.ts), is still marked
+ * experimental in Node 24: its warning would be the sidecar's only line on stderr.
  */
-export const NODE_FLAGS: readonly string[] = ['--max-semi-space-size=4']
-
-// A POSIX sh launcher, for images that have /bin/sh (all the Debian/Ubuntu based PHP, Ruby and
-// Python images do); distroless images call the node binary directly.
-const LAUNCHER = `#!/bin/sh
-# fly-replay-sidecar: runs the bundled sidecar with the Node binary next to it.
-# SIDECAR_NODE_FLAGS replaces the default V8 flags (set it empty for V8's defaults).
-dir=$(CDPATH= cd -- "$(dirname -- "$0")" && pwd)
-# shellcheck disable=SC2086 # the flags are words
-exec "$dir/${BUNDLE_NODE}" \${SIDECAR_NODE_FLAGS-${NODE_FLAGS.join(' ')}} "$dir/${BUNDLE_ENTRY}" "$@"
-`
+export const NODE_FLAGS: readonly string[] = ['--max-semi-space-size=4', '--disable-warning=ExperimentalWarning']
 
 export interface BundleOptions {
   /** Output directory; default dist/bundle in the repository. It is emptied first. */
   outDir?: string
-  /** Node binary to copy; default the one running this script. */
+  /** Node binary the executable is made from; default the one running this script. */
   nodeBinary?: string
+  /** Where the intermediate files go (the JavaScript, the SEA blob); default `<outDir>.build`. */
+  workDir?: string
+  /** Strip the binary's symbols and debug info when `strip` is installed; default true. */
+  strip?: boolean
 }
 
 export interface BundleResult {
   readonly dir: string
+  /** The single executable. */
+  readonly executable: string
+  /** The bundled JavaScript inside it (in workDir), runnable as `node NODE_FLAGS entry` too. */
   readonly entry: string
-  readonly node: string
-  readonly launcher: string
   readonly entryBytes: number
+  /** The SEA blob: the JavaScript and its V8 code cache. */
+  readonly blobBytes: number
   readonly nodeBytes: number
+  readonly executableBytes: number
+  /** Whether the Node binary was stripped before the blob went in. */
+  readonly stripped: boolean
+  readonly nodeVersion: string
   /** npm packages inlined into the entry file. */
   readonly packages: readonly string[]
+  /** The repository's own files in the bundle, relative to the repository (a Docker build must copy them). */
+  readonly sources: readonly string[]
+  /** What the JavaScript still loads at run time (Node's built-ins only, or it cannot run). */
+  readonly externals: readonly string[]
 }
 
 /** The npm package directory (node_modules/[@scope/]name) an input path belongs to, if any. */
@@ -76,10 +80,10 @@ function packageDirOf (input: string): string | undefined {
 
 /**
  * MIT and friends ask that their notices travel with copies of the code: every package inlined
- * into the bundle gets its license text in one file beside it.
+ * into the bundle, and Node itself, gets its licence text in one file beside the executable.
  */
-async function thirdPartyLicenses (packageDirs: readonly string[]): Promise<{ text: string, names: string[] }> {
-  const sections: string[] = []
+async function thirdPartyLicenses (packageDirs: readonly string[], nodeVersion: string, nodeLicense: string | undefined): Promise<{ text: string, names: string[] }> {
+  const sections: string[] = [`Node.js ${nodeVersion} (MIT and the licences of its dependencies)\n\n${nodeLicense?.trim() ?? 'The executable is the Node.js binary: its licence is the LICENSE file of the Node.js release of this version.'}`]
   const names: string[] = []
   for (const dir of packageDirs) {
     const pkg = JSON.parse(await readFile(join(ROOT, dir, 'package.json'), 'utf8')) as { name: string, version: string, license?: string }
@@ -89,54 +93,121 @@ async function thirdPartyLicenses (packageDirs: readonly string[]): Promise<{ te
     sections.push(`${pkg.name}@${pkg.version} (${pkg.license ?? 'see package'})\n\n${texts.join('\n').trim() || '(no license file in the package)'}`)
   }
   const rule = `\n\n${'-'.repeat(78)}\n\n`
-  return { text: `Third-party software inlined into ${BUNDLE_ENTRY}:${rule}${sections.join(rule)}\n`, names }
+  return { text: `Third-party software in ${BUNDLE_EXECUTABLE}:${rule}${sections.join(rule)}\n`, names }
+}
+
+/** Node's LICENSE where a release keeps it beside its binary (bin/node → ../LICENSE), if there. */
+async function nodeLicenseText (nodeBinary: string): Promise<string | undefined> {
+  for (const candidate of [join(dirname(nodeBinary), '..', 'LICENSE'), join(dirname(nodeBinary), '..', 'share', 'doc', 'node', 'LICENSE')]) {
+    try { return await readFile(candidate, 'utf8') } catch { /* not in this layout */ }
+  }
+  return undefined
+}
+
+/**
+ * `dev` runs the emulator from a checkout (it starts the demo app and src/cli.ts): in the
+ * executable it would only fail later and less clearly, so the executable says so at once.
+ */
+const devOnlyInCheckout: Plugin = {
+  name: 'dev-only-in-checkout',
+  setup (b) {
+    b.onResolve({ filter: /\/emulator\/dev\.ts$/ }, () => ({ path: 'dev', namespace: 'dev-only-in-checkout' }))
+    b.onLoad({ filter: /.*/, namespace: 'dev-only-in-checkout' }, () => ({
+      resolveDir: join(ROOT, 'src'),
+      loader: 'ts',
+      contents: `import { SidecarError } from './errors.ts'
+export async function main (): Promise<number> {
+  throw new SidecarError('SIDECAR_ERR_EMULATOR_SETUP', ['dev runs from a checkout of fly-replay-sidecar (npm start), not from the executable'])
+}`,
+    }))
+  },
+}
+
+/** Runs `strip` on `file`; false when the tool is not installed. */
+async function stripBinary (file: string): Promise<boolean> {
+  try {
+    await run('strip', ['--strip-all', file])
+    return true
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return false
+    throw err
+  }
 }
 
 /** Builds the bundle directory and returns what is in it. */
 export async function bundle (options: BundleOptions = {}): Promise<BundleResult> {
   const dir = resolve(options.outDir ?? join(ROOT, 'dist', 'bundle'))
+  const work = resolve(options.workDir ?? join(dirname(dir), `${basename(dir)}.build`))
   const nodeBinary = options.nodeBinary ?? process.execPath
-  await rm(dir, { recursive: true, force: true })
-  await mkdir(dir, { recursive: true })
+  await Promise.all([rm(dir, { recursive: true, force: true }), rm(work, { recursive: true, force: true })])
+  await Promise.all([mkdir(dir, { recursive: true }), mkdir(work, { recursive: true })])
+  const nodeVersion = (await run(nodeBinary, ['--version'])).stdout.trim()
 
-  const entry = join(dir, BUNDLE_ENTRY)
+  // CommonJS: the format a SEA's main script runs in (require is Node's built-ins only).
+  const entry = join(work, `${BUNDLE_EXECUTABLE}.cjs`)
   const result = await build({
     absWorkingDir: ROOT,
-    entryPoints: [join(ROOT, 'src', 'cli.ts')],
+    entryPoints: [join(ROOT, 'src', 'executable.ts')],
     outfile: entry,
     bundle: true,
     platform: 'node',
-    format: 'esm',
-    target: 'node22',
-    banner: { js: BANNER },
-    // Readable stack traces matter more in a sidecar's logs than a smaller file.
-    minify: false,
+    format: 'cjs',
+    target: 'node24',
+    // The source stays in the V8 heap beside its code cache: 1.7 MiB minified against 3.7 MiB.
+    // Functions keep their own names (stack traces name them); only local names are shortened.
+    minify: true,
+    keepNames: true,
     legalComments: 'none',
     metafile: true,
     logLevel: 'warning',
-    // The bundle has no package.json beside it: the CLI's --version reads this instead.
+    // cli.ts reads package.json through import.meta.url only when __SIDECAR_VERSION__ is unset.
+    logOverride: { 'empty-import-meta': 'silent' },
+    plugins: [devOnlyInCheckout],
+    // The executable has no package.json beside it: the CLI's --version reads this instead.
     define: { 'globalThis.__SIDECAR_VERSION__': JSON.stringify(JSON.parse(await readFile(join(ROOT, 'package.json'), 'utf8')).version) },
   })
 
   const packageDirs = [...new Set(Object.keys(result.metafile.inputs).map(packageDirOf).filter((d): d is string => d !== undefined))].sort()
-  const licenses = await thirdPartyLicenses(packageDirs)
+  const licenses = await thirdPartyLicenses(packageDirs, nodeVersion, await nodeLicenseText(nodeBinary))
   await writeFile(join(dir, BUNDLE_LICENSES), licenses.text)
 
-  const node = join(dir, BUNDLE_NODE)
-  await copyFile(nodeBinary, node)
-  await chmod(node, 0o755)
-  const launcher = join(dir, BUNDLE_LAUNCHER)
-  await writeFile(launcher, LAUNCHER, { mode: 0o755 })
-  await chmod(entry, 0o755)
+  // The blob must come from the same Node as the binary it goes into: that Node writes it.
+  const blob = join(work, 'sea.blob')
+  const seaConfig = join(work, 'sea-config.json')
+  await writeFile(seaConfig, JSON.stringify({
+    main: entry,
+    output: blob,
+    disableExperimentalSEAWarning: true,
+    // V8's compiled code for the bundle, made at build time: start-up skips parsing and compiling.
+    useCodeCache: true,
+    execArgv: NODE_FLAGS,
+    // NODE_OPTIONS may add flags after these (a later value of a V8 flag wins).
+    execArgvExtension: 'env',
+  }, null, 2))
+  await run(nodeBinary, ['--experimental-sea-config', seaConfig], { cwd: work })
+
+  const executable = join(dir, BUNDLE_EXECUTABLE)
+  await copyFile(nodeBinary, executable)
+  await chmod(executable, 0o755)
+  // Symbols and debug info are not needed to run (a crash's native stack loses its names). Strip
+  // before the blob goes in: strip rewrites the ELF file and keeps its notes, among them the blob's.
+  const stripped = options.strip !== false && await stripBinary(executable)
+  const nodeBytes = (await stat(executable)).size
+  await inject(executable, SEA_RESOURCE, await readFile(blob), { sentinelFuse: SEA_FUSE })
 
   return {
     dir,
+    executable,
     entry,
-    node,
-    launcher,
     entryBytes: (await stat(entry)).size,
-    nodeBytes: (await stat(node)).size,
+    blobBytes: (await stat(blob)).size,
+    nodeBytes,
+    executableBytes: (await stat(executable)).size,
+    stripped,
+    nodeVersion,
     packages: licenses.names,
+    sources: Object.keys(result.metafile.inputs).filter((i) => packageDirOf(i) === undefined && !i.includes(':')).sort(),
+    externals: [...new Set(Object.values(result.metafile.outputs).flatMap((o) => o.imports.filter((i) => i.external).map((i) => i.path)))].sort(),
   }
 }
 
@@ -146,5 +217,10 @@ if (import.meta.main) {
   const outDir = outAt === -1 ? undefined : args[outAt + 1]
   const r = await bundle(outDir === undefined ? {} : { outDir })
   const mb = (n: number): string => `${(n / 1024 / 1024).toFixed(1)} MiB`
-  process.stdout.write(`${r.dir}\n  ${BUNDLE_ENTRY} ${mb(r.entryBytes)} (${r.packages.length} packages inlined)\n  ${BUNDLE_NODE} ${mb(r.nodeBytes)} (${process.version})\n  ${BUNDLE_LAUNCHER}, ${BUNDLE_LICENSES}\n`)
+  process.stdout.write([
+    r.dir,
+    `  ${BUNDLE_EXECUTABLE} ${mb(r.executableBytes)}: Node ${r.nodeVersion} ${mb(r.nodeBytes)}${r.stripped ? ' (stripped)' : ' (not stripped: no strip command)'} + blob ${mb(r.blobBytes)} (${mb(r.entryBytes)} of JavaScript, ${r.packages.length} packages, and its code cache)`,
+    `  ${BUNDLE_LICENSES}`,
+    '',
+  ].join('\n'))
 }

@@ -5,9 +5,7 @@
 //   fly-replay-sidecar explain [--config FILE] [-X METHOD] [-H 'Name: value']... [-d @body|-d text] PATH
 //   fly-replay-sidecar dev [options]
 import { readFileSync } from 'node:fs'
-import { loadConfig, resolveConfigPath } from './config/load.ts'
-import { createLogger } from './log.ts'
-import { startSidecar } from './sidecar.ts'
+import { isSea } from 'node:sea'
 import { isSidecarError } from './errors.ts'
 import { configOption } from './commands/_config.ts'
 import { suggest } from './suggest.ts'
@@ -64,6 +62,9 @@ async function run (argv: readonly string[], io: Io, adjust?: (config: Config, r
     io.stderr.write(`fly-replay-sidecar: ${parsed.error}\n${USAGE}\n`)
     return 2
   }
+  // Loaded here, not at the top: --help, --version and the other commands never pay for the
+  // config parser, the logger or the server.
+  const { loadConfig, resolveConfigPath } = await import('./config/load.ts')
   const file = resolveConfigPath(parsed.config, process.env)
   let config
   try {
@@ -77,6 +78,7 @@ async function run (argv: readonly string[], io: Io, adjust?: (config: Config, r
     }
     throw err
   }
+  const [{ createLogger }, { startSidecar }] = await Promise.all([import('./log.ts'), import('./sidecar.ts')])
   const logger = createLogger({ level: process.env.LOG_LEVEL ?? 'info' })
   const sidecar = await startSidecar({
     config,
@@ -130,13 +132,16 @@ export async function main (argv: readonly string[], io: Io = { stdout: process.
   }
 }
 
-// Run when executed (node src/cli.ts, the npm bin bin/fly-replay-sidecar.js, or the bundle's
-// fly-replay-sidecar.mjs), not when imported by tests.
-const entry = process.argv[1]
-if (entry !== undefined && /(?:^|[/\\])(?:cli\.[jt]s|fly-replay-sidecar(?:\.m?js)?)$/.test(entry)) {
-  main(process.argv.slice(2)).then((code) => { process.exit(code) }, (err: unknown) => {
+/** Runs the CLI and exits with its code: the only caller of process.exit. */
+export function runCli (argv: readonly string[]): void {
+  main(argv).then((code) => { process.exit(code) }, (err: unknown) => {
     const msg = isSidecarError(err) ? `${err.code}: ${err.message}` : err instanceof Error ? err.message : String(err)
     process.stderr.write(`fly-replay-sidecar: ${msg}\n`)
     process.exit(1)
   })
 }
+
+// Run when executed (node src/cli.ts, the npm bin bin/fly-replay-sidecar.js), not when imported by
+// tests; the single executable runs it from src/executable.ts, whatever the file is named.
+const entry = process.argv[1]
+if (!isSea() && entry !== undefined && /(?:^|[/\\])(?:cli\.[jt]s|fly-replay-sidecar(?:\.m?js)?)$/.test(entry)) runCli(process.argv.slice(2))

@@ -13,7 +13,7 @@ import { createServer, type SidecarServer } from './server.ts'
 import { createForwarder } from './proxy/forward.ts'
 import { createPoolMachines } from './machines/pool.ts'
 import type { PoolMachines } from './machines/types.ts'
-import { createMetrics, startMetricsServer, type SidecarMetrics } from './metrics.ts'
+import type { SidecarMetrics } from './metrics.ts'
 import { superviseApp, type AppExit, type Supervisor } from './supervisor.ts'
 import { appEnvironment } from './app-env.ts'
 import { isSidecarError } from './errors.ts'
@@ -69,7 +69,9 @@ export async function startSidecar (options: SidecarOptions): Promise<Sidecar> {
   let routing = buildRouting(options.config)
   const config = options.config
 
-  const metrics: SidecarMetrics | undefined = config.metrics === null ? undefined : createMetrics()
+  // prom-client (and the cluster, v8 and perf_hooks modules it loads) only when metrics are on.
+  const metricsCode = config.metrics === null ? undefined : await import('./metrics.ts')
+  const metrics: SidecarMetrics | undefined = metricsCode?.createMetrics()
   const pools = options.pools ?? createPoolMachines({
     config,
     logger: logger.child({ component: 'machines' }),
@@ -110,8 +112,8 @@ export async function startSidecar (options: SidecarOptions): Promise<Sidecar> {
   if (!routing.onFly) logger.info('not on Fly (no FLY_APP_NAME or FLY_MACHINE_ID): every request is served here')
 
   let metricsServer: { port: number, close (): Promise<void> } | undefined
-  if (metrics !== undefined && config.metrics !== null) {
-    metricsServer = await startMetricsServer(config.metrics, metrics, logger)
+  if (metricsCode !== undefined && metrics !== undefined && config.metrics !== null) {
+    metricsServer = await metricsCode.startMetricsServer(config.metrics, metrics, logger)
   }
 
   let supervisor: Supervisor | undefined

@@ -1,15 +1,17 @@
-// The self-contained bundle (scripts/bundle.ts) runs from a directory outside the repository with
-// no node_modules anywhere above it, as it does after `COPY --from=` into an app image: it proxies
-// a request to a loopback app, answers its health path and metrics, and runs `check`.
+// The single executable (scripts/bundle.ts) runs from a directory outside the repository with no
+// node_modules anywhere above it and no Node on PATH, as it does after `COPY --from=` into an app
+// image: it proxies a request to a loopback app, answers its health path and metrics, and runs
+// `check`; it re-executes itself once with the allocator's variables, which its app never sees.
 import t from 'tap'
 import http from 'node:http'
-import { spawn, type ChildProcess } from 'node:child_process'
+import { execFileSync, spawn, type ChildProcess } from 'node:child_process'
 import { existsSync, readFileSync } from 'node:fs'
-import { mkdtemp, readFile, readdir, rm, writeFile } from 'node:fs/promises'
+import { mkdir, mkdtemp, readFile, readdir, rm, writeFile } from 'node:fs/promises'
+import { isBuiltin } from 'node:module'
 import os from 'node:os'
 import path from 'node:path'
 import { createInterface } from 'node:readline'
-import { bundle, BUNDLE_ENTRY, BUNDLE_LAUNCHER, BUNDLE_LICENSES, BUNDLE_NODE, NODE_FLAGS } from '../scripts/bundle.ts'
+import { bundle, BUNDLE_EXECUTABLE, BUNDLE_LICENSES } from '../scripts/bundle.ts'
 import { echoApp, sha256 } from './helpers/apps.ts'
 
 const repo = path.resolve(import.meta.dirname, '..')
@@ -62,7 +64,7 @@ function waitForLog (lines: Record<string, unknown>[], onLine: Set<() => void>, 
   })
 }
 
-t.test('the bundle runs without the repository or node_modules', async (t) => {
+t.test('the executable runs without the repository, node_modules or Node on PATH', async (t) => {
   const dir = await mkdtemp(path.join(os.tmpdir(), 'fly-replay-sidecar-bundle-'))
   t.teardown(() => rm(dir, { recursive: true, force: true }))
   for (let d = dir; ; d = path.dirname(d)) {
@@ -72,16 +74,21 @@ t.test('the bundle runs without the repository or node_modules', async (t) => {
   t.notOk(dir.startsWith(repo), 'built outside the repository')
 
   const out = path.join(dir, 'fly-replay-sidecar')
-  const built = await bundle({ outDir: out })
-  t.strictSame((await readdir(out)).sort(), [BUNDLE_LAUNCHER, BUNDLE_ENTRY, BUNDLE_LICENSES, BUNDLE_NODE].sort())
-  t.equal(built.dir, out)
+  const built = await bundle({ outDir: out, workDir: path.join(dir, 'build') })
+  t.strictSame((await readdir(out)).sort(), [BUNDLE_EXECUTABLE, BUNDLE_LICENSES].sort(), 'one executable and its licences')
+  t.equal(built.executable, path.join(out, BUNDLE_EXECUTABLE))
+  t.equal(built.executableBytes, (await readFile(built.executable)).length)
+  t.ok(built.executableBytes > built.nodeBytes + built.blobBytes, 'the binary and the blob are in it')
+  t.ok(built.blobBytes > built.entryBytes, 'the blob holds the code cache beside the JavaScript')
 
-  const entry = await readFile(built.entry, 'utf8')
-  t.ok(entry.startsWith('#!/usr/bin/env node\n'), 'the entry keeps its shebang')
-  const imports = [...entry.matchAll(/^import .* from ["']([^"']+)["'];?$/gm)].map((m) => m[1])
-  t.strictSame(imports.filter((s) => !s!.startsWith('node:')), [], 'the entry imports nothing but Node built-ins')
+  t.ok(built.externals.length > 0, 'esbuild reported what the JavaScript loads at run time')
+  t.strictSame(built.externals.filter((s) => !isBuiltin(s)), [], 'the JavaScript loads nothing but Node built-ins')
+  // The Dockerfile's build stage has only what it copies: every source file must be among it.
+  const copied = [...readFileSync(path.join(repo, 'Dockerfile'), 'utf8').matchAll(/^COPY (?!--from|<<)(.+) \S+$/gm)].flatMap((m) => (m[1] as string).split(' ')).map((p) => p.replace(/\/$/, ''))
+  t.ok(built.sources.includes('src/executable.ts'), 'the sources are listed')
+  t.strictSame(built.sources.filter((f) => !copied.some((c) => f === c || f.startsWith(`${c}/`))), [], `the Dockerfile copies every source (${copied.join(', ')})`)
   const licenses = await readFile(path.join(out, BUNDLE_LICENSES), 'utf8')
-  for (const pkg of ['fastify@', 'undici@', 'pino@', 'prom-client@', 'yaml@']) t.match(licenses, pkg, `${pkg} license shipped`)
+  for (const pkg of ['Node.js v24', 'fastify@', 'undici@', 'pino@', 'prom-client@', 'yaml@']) t.match(licenses, pkg, `${pkg} licence shipped`)
   t.ok(built.packages.length > 10, 'the dependencies are inlined')
 
   const app = await echoApp()
@@ -103,15 +110,19 @@ t.test('the bundle runs without the repository or node_modules', async (t) => {
     '    to: tasker',
     '',
   ].join('\n'))
-  // Only what an app image would have: no NODE_PATH, no FLY_* (so every request is served here).
-  const env: NodeJS.ProcessEnv = { PATH: '/usr/local/bin:/usr/bin:/bin', HOME: dir, LOG_LEVEL: 'info' }
+  // Only what an app image without Node would have: a PATH with no node on it, no NODE_PATH, no
+  // FLY_* (so every request is served here).
+  const bin = path.join(dir, 'bin')
+  await mkdir(bin)
+  const env: NodeJS.ProcessEnv = { PATH: bin, HOME: dir, LOG_LEVEL: 'info' }
+  t.throws(() => execFileSync('/bin/sh', ['-c', 'command -v node'], { env, stdio: 'pipe' }), 'no node on PATH')
 
-  const check = await runToEnd(built.launcher, ['check', '--config', config], { cwd: dir, env })
+  const check = await runToEnd(built.executable, ['check', '--config', config], { cwd: dir, env })
   t.equal(check.code, 0, `check: ${check.stderr}`)
   t.match(check.stdout, /^routes.yaml: ok\n/, 'the path as given, relative to the working directory')
   t.match(check.stdout, '    1. reports (line 9) -> tasker\n')
 
-  const child: ChildProcess = spawn(built.launcher, ['--config', config], { cwd: dir, env, stdio: ['ignore', 'pipe', 'pipe'] })
+  const child: ChildProcess = spawn(built.executable, ['--config', config], { cwd: dir, env, stdio: ['ignore', 'pipe', 'pipe'] })
   let exited: Promise<number | null> = new Promise((resolve) => child.on('exit', (code) => resolve(code)))
   t.teardown(async () => {
     if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL')
@@ -140,9 +151,12 @@ t.test('the bundle runs without the repository or node_modules', async (t) => {
   const seen = app.requests[0]
   t.strictSame([app.requests.length, seen?.method, seen?.url, seen?.headers['x-forwarded-for'], seen?.sha256], [1, 'POST', '/reports/q3?x=1', '127.0.0.1', sha256(Buffer.from('hello bundle'))])
 
-  // The launcher execs node with its V8 flags: the process is node itself, flags before the entry.
+  // The process re-executed itself in place (same pid, same arguments) with the allocator's
+  // variable, which glibc reads only at exec.
   const cmdline = readFileSync(`/proc/${child.pid}/cmdline`, 'utf8').split('\0').filter((a) => a !== '')
-  t.strictSame(cmdline.slice(0, 2 + NODE_FLAGS.length), [built.node, ...NODE_FLAGS, built.entry])
+  t.strictSame(cmdline, [built.executable, '--config', config])
+  const environ = readFileSync(`/proc/${child.pid}/environ`, 'utf8').split('\0')
+  t.ok(environ.includes('MALLOC_ARENA_MAX=2') && environ.includes('MALLOC_MMAP_THRESHOLD_=65536'), 'exec-ed with the allocator variables')
 
   const health = await request(port, 'GET', '/_sidecar/health')
   t.equal(health.status, 200)
@@ -159,11 +173,25 @@ t.test('the bundle runs without the repository or node_modules', async (t) => {
   t.equal(code, 0, `exits cleanly on SIGTERM; stderr: ${stderr}`)
   t.equal(stderr, '')
 
-  // SIDECAR_NODE_FLAGS replaces the launcher's V8 flags; empty means V8's defaults.
-  const bad = await runToEnd(built.launcher, ['--version'], { cwd: dir, env: { ...env, SIDECAR_NODE_FLAGS: '--no-such-v8-flag' } })
+  // The app gets the environment the user gave the sidecar: not the variables it set for itself.
+  const envFile = path.join(dir, 'app-env')
+  const withApp = await runToEnd(built.executable, ['--config', config, '--', '/bin/sh', '-c', `export -p > ${envFile}`], { cwd: dir, env: { ...env, LOG_LEVEL: 'warn' } })
+  t.equal(withApp.code, 0, withApp.stderr)
+  const appEnv = (await readFile(envFile, 'utf8')).split('\n').map((l) => /^export (\w+)/.exec(l)?.[1]).filter((n) => n !== undefined)
+  t.notOk(appEnv.includes('MALLOC_ARENA_MAX') || appEnv.includes('MALLOC_MMAP_THRESHOLD_'), 'the app does not inherit the allocator variables')
+  t.notOk(appEnv.some((name) => name?.startsWith('FLY_REPLAY_SIDECAR')), 'nor the re-exec mark')
+  t.ok(appEnv.includes('HOME') && appEnv.includes('LOG_LEVEL'), 'the user\'s variables reach it')
+
+  // NODE_OPTIONS extends the baked-in V8 flags; a flag Node refuses proves it was read.
+  const bad = await runToEnd(built.executable, ['--version'], { cwd: dir, env: { ...env, NODE_OPTIONS: '--no-such-v8-flag' } })
   t.not(bad.code, 0)
   t.match(bad.stderr, '--no-such-v8-flag', 'node was given the flag and refused it')
-  const none = await runToEnd(built.launcher, ['--version'], { cwd: dir, env: { ...env, SIDECAR_NODE_FLAGS: '' } })
-  t.equal(none.code, 0, none.stderr)
-  t.match(none.stdout, /^\d+\.\d+\.\d+/)
+  const version = await runToEnd(built.executable, ['--version'], { cwd: dir, env })
+  t.equal(version.code, 0, version.stderr)
+  t.equal(version.stdout, `${JSON.parse(readFileSync(path.join(repo, 'package.json'), 'utf8')).version as string}\n`)
+  t.equal(version.stderr, '', 'no warning on stderr')
+
+  const dev = await runToEnd(built.executable, ['dev'], { cwd: dir, env })
+  t.equal(dev.code, 1)
+  t.equal(dev.stderr, 'fly-replay-sidecar: SIDECAR_ERR_EMULATOR_SETUP: the emulator cannot start: dev runs from a checkout of fly-replay-sidecar (npm start), not from the executable\n')
 })

@@ -65,9 +65,9 @@ const npmStart: Runner = async (t, command, where) => {
 
 const PAGES: Record<string, Record<string, Runner | string>> = {
   'README.md': {
-    'npm ci': NPM_CI,
-    'npm start': npmStart,
-    'npm test': 'not run: it is the suite this test is part of',
+    // `npm ci` is not run (see NPM_CI): it would replace the linked node_modules; what follows it is.
+    'npm ci && npm start': async (t, _command, where) => { await npmStart(t, 'npm start', where) },
+    'npm ci && npm test': 'not run: it is the suite this test is part of',
     'npx fly-replay-sidecar check': check('config/routes.yaml'),
     'npx fly-replay-sidecar explain -X POST -H \'x-livewire: 1\' -H \'content-type: application/json\' -d \'{"components":[{"calls":[{"method":"process"}]}]}\' /livewire/update': explain,
   },
