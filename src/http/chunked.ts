@@ -115,7 +115,7 @@ export class ChunkedDecoder {
         case SIZE: {
           const h = HEX[c] as number
           if (h !== 0) {
-            size = size * 16 + h - 1
+            size = size * 16 + (h - 1)
             if (size > Number.MAX_SAFE_INTEGER) return this.#fail('chunk size too large')
           } else if (c === CR) state = SIZE_LF
           else if (c === 0x3b) state = EXT_NAME_START
