@@ -148,23 +148,60 @@ function rewrite (raw: readonly string[], remoteAddress: string | undefined, str
   return { headers: named === undefined ? out : without(out, named), hasBody, chunked }
 }
 
-/** A response head for the client. */
-export interface ResponseHead {
-  /** Flat `[name, value, ...]` for `res.writeHead`, as the app spelled and ordered them. */
-  readonly headers: string[]
-  /** The app sent `content-length`: the body is a known size, not an open-ended stream. */
-  readonly hasLength: boolean
+/** Methods whose requests carry a body by definition: sent with `content-length: 0` when bodiless. */
+const PAYLOAD_METHODS: ReadonlySet<string> = new Set(['POST', 'PUT', 'PATCH', 'QUERY'])
+
+/** What the request head builder needs of a parsed request. */
+export interface HeadToForward {
+  readonly method: string
+  readonly rawHeaders: readonly string[]
+  readonly body: 'none' | 'length' | 'chunked'
+  readonly contentLength: number
 }
 
 /**
- * The response headers for the client: undici's raw response headers (latin1 bytes) as flat
- * strings for `res.writeHead`, minus hop-by-hop fields and the fields `connection` names. Node
- * then frames the response itself (content-length kept, else chunked).
+ * The request head for the app, as latin1 bytes: the request line with `path` (origin-form),
+ * `host` first (the client's, else the upstream's authority) and `connection: keep-alive` (the
+ * connection to the app is the sidecar's own), the client's fields as forwardRequestHeaders
+ * edits them, then the body's framing: `content-length` or `transfer-encoding: chunked`.
  */
-export function responseHeaders (raw: readonly (Buffer | string)[]): ResponseHead {
+export function upstreamRequestHead (head: HeadToForward, path: string, remoteAddress: string | undefined, authority: string): Buffer {
+  const fields = rewrite(head.rawHeaders, remoteAddress, true).headers
+  let host: string | undefined
+  let text = ''
+  for (let i = 0; i < fields.length; i += 2) {
+    const name = fields[i] as string
+    if (name.length === 4 && name.toLowerCase() === 'host') { host ??= fields[i + 1] as string; continue }
+    if (name.length === 14 && name.toLowerCase() === 'content-length') continue
+    text += `${name}: ${fields[i + 1] as string}\r\n`
+  }
+  const framing = head.body === 'length'
+    ? `content-length: ${head.contentLength}\r\n`
+    : head.body === 'chunked'
+      ? 'transfer-encoding: chunked\r\n'
+      : PAYLOAD_METHODS.has(head.method) ? 'content-length: 0\r\n' : ''
+  return Buffer.from(`${head.method} ${path} HTTP/1.1\r\nhost: ${host ?? authority}\r\nconnection: keep-alive\r\n${text}${framing}\r\n`, 'latin1')
+}
+
+/** A response head for the client. */
+export interface ResponseFields {
+  /** Flat `[name, value, ...]`, as the app spelled and ordered them, hop-by-hop fields removed. */
+  readonly headers: string[]
+  /** The app sent `content-length`: the body is a known size, not an open-ended stream. */
+  readonly hasLength: boolean
+  /** The app's `Keep-Alive` value (its idle timeout for the connection), if any. */
+  readonly keepAlive?: string
+}
+
+/**
+ * The response fields for the client: the app's raw fields minus hop-by-hop fields and the fields
+ * `connection` names.
+ */
+export function responseHeaders (raw: readonly (Buffer | string)[]): ResponseFields {
   const out: string[] = []
   let connection: string[] | undefined
   let hasLength = false
+  let keepAlive: string | undefined
   for (let i = 0; i < raw.length; i += 2) {
     const n = raw[i] as Buffer | string
     const v = raw[i + 1] as Buffer | string
@@ -174,6 +211,7 @@ export function responseHeaders (raw: readonly (Buffer | string)[]): ResponseHea
       const lower = name.toLowerCase()
       if (HOP_BY_HOP.has(lower)) {
         if (lower === 'connection') (connection ??= []).push(value)
+        else if (lower === 'keep-alive') keepAlive = value
         continue
       }
       if (lower === 'content-length') hasLength = true
@@ -181,5 +219,27 @@ export function responseHeaders (raw: readonly (Buffer | string)[]): ResponseHea
     out.push(name, value)
   }
   const named = connection === undefined ? undefined : connectionNamed(connection)
-  return { headers: named === undefined ? out : without(out, named), hasLength }
+  const headers = named === undefined ? out : without(out, named)
+  return keepAlive === undefined ? { headers, hasLength } : { headers, hasLength, keepAlive }
+}
+
+/** What the client's response head is built from. */
+export interface ResponseToPass {
+  readonly status: number
+  readonly reason: string
+  readonly rawHeaders: readonly string[]
+}
+
+/**
+ * The response head for the client as latin1 bytes: the app's status and reason (`fallbackReason`
+ * when it sent none), its fields as responseHeaders edits them, then the sidecar's own
+ * `connection` field and framing. Also the app's `Keep-Alive` value, for the idle pool.
+ */
+export function responseHeadText (res: ResponseToPass, fallbackReason: string, connection: string, framing: string): { head: Buffer, keepAlive: string | undefined } {
+  const fields = responseHeaders(res.rawHeaders)
+  let text = `HTTP/1.1 ${res.status} ${res.reason === '' ? fallbackReason : res.reason}\r\n`
+  const h = fields.headers
+  for (let i = 0; i < h.length; i += 2) text += `${h[i] as string}: ${h[i + 1] as string}\r\n`
+  text += connection + framing + '\r\n'
+  return { head: Buffer.from(text, 'latin1'), keepAlive: fields.keepAlive }
 }

@@ -126,6 +126,7 @@ t.test('response: hop-by-hop and connection-named fields removed, latin1 bytes k
       'X-Latin1', 'caf\u00e9',
     ],
     hasLength: false,
+    keepAlive: 'timeout=5',
   })
   t.strictSame(responseHeaders(['Content-Length', '2', 'Connection', 'Keep-Alive']), { headers: ['Content-Length', '2'], hasLength: true })
   t.strictSame(responseHeaders(['Connection', 'close, X-A', 'X-A', '1', 'x-b', '2']), { headers: ['x-b', '2'], hasLength: false })
