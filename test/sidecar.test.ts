@@ -243,3 +243,92 @@ t.test('a body too large to replay is forwarded to the pool Machine, streamed', 
   t.equal((await res.body.json() as { sha256: string }).sha256, sha(big))
   t.equal(app.seen.length, 0)
 })
+
+/** Sends raw bytes on a new connection and resolves with everything read until the server closes. */
+async function raw (port: number, text: string): Promise<string> {
+  return await new Promise<string>((resolve, reject) => {
+    const s = net.connect(port, '127.0.0.1')
+    const parts: Buffer[] = []
+    s.on('data', (c: Buffer) => parts.push(c))
+    s.on('error', reject)
+    s.on('close', () => { resolve(Buffer.concat(parts).toString('latin1')) })
+    s.write(text)
+  })
+}
+
+t.test('absolute-form targets match every kind of rule on their path and query (RFC 9112 §3.2.2)', async (t) => {
+  const app = await startApp(t)
+  const yaml = `listen: 127.0.0.1:0
+app:
+  url: http://127.0.0.1:${app.port}
+  ready-timeout: 1s
+metrics: false
+fly:
+  replay-timeout: 45s
+pools:
+  tasker:
+    size: 1
+rules:
+  - name: by-json
+    match:
+      method: POST
+      path: /livewire/update
+      json:
+        components[*].calls[*].method: process
+    to: tasker
+  - name: by-form
+    match:
+      method: POST
+      path: /form
+      form:
+        action: process
+    to: tasker
+  - name: by-query
+    match:
+      path: /export
+      query:
+        format: csv
+    to: tasker
+  - name: by-header
+    match:
+      path: /api/**
+      headers: { x-task: heavy }
+    to: tasker
+  - name: by-method
+    match:
+      method: DELETE
+      path: /items/*
+    to: tasker
+  - name: by-path
+    match:
+      path: /reports/**
+    to: tasker
+`
+  const env: NodeJS.ProcessEnv = { FLY_APP_NAME: 'demo', FLY_MACHINE_ID: 'web-1', FLY_REGION: 'ams', FLY_IMAGE_REF: 'registry.fly.io/demo:1', FLY_API_TOKEN: 'secret-token' }
+  const s = await startSidecar({ config: parseConfig(yaml, '/tmp/routes.yaml', env), logger: pino({ level: 'silent' }), pools: stubPools(ok) })
+  t.teardown(() => s.shutdown())
+  const form = 'action=process&id=7'
+  const cases: readonly [string, string, string | undefined][] = [
+    ['json', `POST http://shop.example.test/livewire/update HTTP/1.1\r\nHost: shop.example.test\r\nContent-Type: application/json\r\nContent-Length: ${LIVEWIRE_PROCESS.length}\r\nConnection: close\r\n\r\n${LIVEWIRE_PROCESS}`, 'by-json'],
+    ['form', `POST https://shop.example.test/form HTTP/1.1\r\nHost: shop.example.test\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: ${form.length}\r\nConnection: close\r\n\r\n${form}`, 'by-form'],
+    ['query', 'GET http://shop.example.test:8080/export?format=csv HTTP/1.1\r\nHost: shop.example.test\r\nConnection: close\r\n\r\n', 'by-query'],
+    ['query not matching', 'GET http://shop.example.test/export?format=pdf HTTP/1.1\r\nHost: shop.example.test\r\nConnection: close\r\n\r\n', undefined],
+    ['header', 'GET http://shop.example.test/api/jobs HTTP/1.1\r\nHost: shop.example.test\r\nX-Task: heavy\r\nConnection: close\r\n\r\n', 'by-header'],
+    ['method', 'DELETE HTTP://shop.example.test/items/9 HTTP/1.1\r\nHost: shop.example.test\r\nConnection: close\r\n\r\n', 'by-method'],
+    ['path, no path in the target', 'GET http://shop.example.test?x=1 HTTP/1.1\r\nHost: shop.example.test\r\nConnection: close\r\n\r\n', undefined],
+    ['path', 'GET http://shop.example.test/reports/2026/q3.csv HTTP/1.1\r\nHost: shop.example.test\r\nConnection: close\r\n\r\n', 'by-path'],
+  ]
+  for (const [kind, bytes, rule] of cases) {
+    const before = app.seen.length
+    const answer = await raw(s.address.port, bytes)
+    if (rule === undefined) {
+      t.match(answer, /^HTTP\/1\.1 200 /, `${kind}: served by the app`)
+      t.equal(app.seen.length, before + 1, `${kind}: the app got it`)
+    } else {
+      t.match(answer, /^HTTP\/1\.1 307 /, `${kind}: replayed`)
+      t.match(answer, new RegExp(`\r\nfly-replay: instance=tasker-1;timeout=45s;fallback=prefer_self;state=${rule}\r\n`), `${kind}: by rule ${rule}`)
+      t.equal(app.seen.length, before, `${kind}: the app never saw it`)
+    }
+  }
+  t.strictSame(app.seen.map((x) => x.url), ['/export?format=pdf', '/?x=1'], 'the app gets the origin-form path and query')
+})
