@@ -81,7 +81,7 @@ t.test('the bundle runs without the repository or node_modules', async (t) => {
   const imports = [...entry.matchAll(/^import .* from ["']([^"']+)["'];?$/gm)].map((m) => m[1])
   t.strictSame(imports.filter((s) => !s!.startsWith('node:')), [], 'the entry imports nothing but Node built-ins')
   const licenses = await readFile(path.join(out, BUNDLE_LICENSES), 'utf8')
-  for (const pkg of ['fastify@', 'undici@', 'pino@', 'prom-client@', 'yaml@']) t.match(licenses, pkg, `${pkg} license shipped`)
+  for (const pkg of ['undici@', 'pino@', 'prom-client@', 'yaml@']) t.match(licenses, pkg, `${pkg} license shipped`)
   t.ok(built.packages.length > 10, 'the dependencies are inlined')
 
   const app = await echoApp()

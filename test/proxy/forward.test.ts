@@ -609,3 +609,85 @@ t.test('a client that leaves while the app is still starting stops the retries q
   t.same(proxy.upstreamErrors, [], 'no upstream error counted')
   t.equal(proxy.logs.filter((l) => (l.level as number) >= 40).length, 0, 'nothing logged above info')
 })
+
+/**
+ * An app on a raw socket: for each request head it receives, writes `parts` (each after `gapMs`,
+ * so each arrives as its own read), and closes after the last when `close` is set.
+ */
+async function splitApp (t: Test, parts: readonly (string | Buffer)[], opts: { gapMs?: number, close?: boolean } = {}): Promise<{ url: string, connections: () => number, heads: string[] }> {
+  const heads: string[] = []
+  let connections = 0
+  const sockets = new Set<net.Socket>()
+  const server = net.createServer((socket) => {
+    connections++
+    sockets.add(socket)
+    socket.on('close', () => sockets.delete(socket))
+    socket.on('error', () => {})
+    let got = ''
+    socket.on('data', (chunk: Buffer) => {
+      got += chunk.toString('latin1')
+      let end: number
+      while ((end = got.indexOf('\r\n\r\n')) !== -1) {
+        heads.push(got.slice(0, end))
+        got = got.slice(end + 4)
+        void (async () => {
+          for (const [i, part] of parts.entries()) {
+            if (i > 0) await sleep(opts.gapMs ?? 15)
+            if (socket.destroyed) return
+            socket.write(part)
+          }
+          if (opts.close === true) socket.end()
+        })()
+      }
+    })
+  })
+  const port = await listen(server)
+  t.teardown(async () => {
+    for (const s of sockets) s.destroy()
+    await new Promise<void>((resolve) => server.close(() => resolve()))
+  })
+  return { url: `http://127.0.0.1:${port}`, connections: () => connections, heads }
+}
+
+t.test('chunked framing passes as the app wrote it across reads; only the last chunk and its trailers are replaced', async (t) => {
+  const app = await splitApp(t, [
+    'HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n',
+    '4;ext=1\r\nab', 'cd\r', '\n', '1\r\nx\r\n0\r', '\nX-Sum: 9\r\n', '\r\n',
+  ])
+  const proxy = await startProxy(t, { origin: app.url })
+  const reply = await rawRequest(proxy.port, 'GET /t HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n')
+  t.equal(reply, 'HTTP/1.1 200 OK\r\nConnection: close\r\nTransfer-Encoding: chunked\r\n\r\n4;ext=1\r\nabcd\r\n1\r\nx\r\n0\r\n\r\n', 'chunk sizes and extensions as sent, trailers dropped')
+})
+
+t.test('a response ended by closing reaches an HTTP/1.1 client chunked and an HTTP/1.0 client as is', async (t) => {
+  const app = await splitApp(t, ['HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nConnection: close\r\n\r\n', 'one', 'two'], { close: true })
+  const proxy = await startProxy(t, { origin: app.url })
+  t.equal(await rawRequest(proxy.port, 'GET /c HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n'),
+    'HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nConnection: close\r\nTransfer-Encoding: chunked\r\n\r\n3\r\none\r\n3\r\ntwo\r\n0\r\n\r\n')
+  t.equal(await rawRequest(proxy.port, 'GET /c HTTP/1.0\r\nHost: x\r\n\r\n'),
+    'HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nConnection: close\r\n\r\nonetwo')
+})
+
+t.test('a chunked response reaches an HTTP/1.0 client as its data alone, ended by closing', async (t) => {
+  const app = await splitApp(t, ['HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n', '3\r\nabc\r\n', '2\r\nde\r\n0\r\n\r\n'])
+  const proxy = await startProxy(t, { origin: app.url })
+  t.equal(await rawRequest(proxy.port, 'GET /c HTTP/1.0\r\nHost: x\r\nConnection: keep-alive\r\n\r\n'),
+    'HTTP/1.1 200 OK\r\nConnection: close\r\n\r\nabcde')
+})
+
+t.test('pipelined and kept-alive requests reuse one connection to the app, answered in order', async (t) => {
+  const app = await echoApp()
+  t.teardown(() => app.close())
+  const proxy = await startProxy(t, { origin: app.url })
+  const reply = await rawRequest(proxy.port,
+    'GET /bytes/3 HTTP/1.1\r\nHost: x\r\n\r\n' +
+    'POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n\r\nhello' +
+    'GET /bytes/2 HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n')
+  const statuses = reply.match(/HTTP\/1\.1 200 OK/g) ?? []
+  t.equal(statuses.length, 3, 'three answers')
+  t.ok(reply.indexOf('hello') > reply.indexOf('\r\n\r\n'), 'the echo in the second answer')
+  t.ok(reply.endsWith('\r\n\r\n' + patternBytes(2).toString('latin1')), 'the last answer last')
+  t.same(app.requests.map((r) => r.url), ['/bytes/3', '/echo', '/bytes/2'], 'in order')
+  const peers = new Set(app.requests.map((r) => r.remotePort))
+  t.equal(peers.size, 1, 'over one kept-alive connection to the app')
+})
