@@ -2,7 +2,10 @@
 // they arrive, checks every chunk-size line, chunk extension and trailer field on the way, and hands
 // out the spans of payload. It never copies or re-chunks: the proxy forwards the bytes it was fed,
 // up to the index `feed` returns, as they are.
-import { CR, FIELD_CHAR, HEX, HTAB, LF, TCHAR, fieldPos, scanFieldLine } from './fields.ts'
+import { CR, FIELD_CHAR, HEX, HTAB, LF, TCHAR, bytes, equalsLower, fieldPos, scanFieldLine } from './fields.ts'
+
+const CONTENT_LENGTH = bytes('content-length')
+const TRANSFER_ENCODING = bytes('transfer-encoding')
 
 const SIZE_START = 0
 const SIZE = 1
@@ -217,6 +220,8 @@ export class ChunkedDecoder {
       }
       const bad = scanFieldLine(line, from, to - 2)
       if (bad !== undefined) return this.#fail(bad)
+      // RFC 9110 §6.5.1: framing fields are not allowed in trailers (llhttp refuses them too).
+      if (equalsLower(line, from, fieldPos.nameEnd, CONTENT_LENGTH) || equalsLower(line, from, fieldPos.nameEnd, TRANSFER_ENCODING)) return this.#fail('framing field in the trailer section')
       this.#trailers.push(line.toString('latin1', from, fieldPos.nameEnd), line.toString('latin1', fieldPos.valueStart, fieldPos.valueEnd))
     }
     return len

@@ -82,8 +82,11 @@ function forEachElement (buf: Buffer, start: number, end: number, each: (a: numb
   }
 }
 
-function readTransferEncoding (buf: Buffer, start: number, end: number, s: FieldSection): void {
+function readTransferEncoding (buf: Buffer, start: number, end: number, lineEnd: number, s: FieldSection): void {
   s.transferEncodingCount++
+  // llhttp reads `chunked<HTAB>` as some other coding while OWS rules make it chunked: a tab
+  // after the first coding gets one reading here, a refusal.
+  for (let i = start; i < lineEnd; i++) if (buf[i] === HTAB) { s.transferEncodingError ??= 'tab in Transfer-Encoding'; break }
   forEachElement(buf, start, end, (a, b) => {
     if (a === b) { s.transferEncodingError ??= 'empty Transfer-Encoding element'; return }
     // RFC 9112 §6.1: chunked must be applied once, and last; a coding after it is refused.
@@ -144,7 +147,7 @@ export function scanFieldSection (buf: Buffer, pos: number, limit: number): Fiel
         if (equalsLower(buf, pos, nameEnd, CONTENT_LENGTH)) readContentLength(buf, valueStart, valueEnd, s)
         break
       case 17:
-        if (equalsLower(buf, pos, nameEnd, TRANSFER_ENCODING)) readTransferEncoding(buf, valueStart, valueEnd, s)
+        if (equalsLower(buf, pos, nameEnd, TRANSFER_ENCODING)) readTransferEncoding(buf, valueStart, valueEnd, lineEnd, s)
         break
     }
     pos = lf + 1

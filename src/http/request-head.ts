@@ -143,6 +143,8 @@ export function parseRequestHead (buf: Buffer, maxHeadBytes: number): RequestHea
   let pos = 0
   // RFC 9112 §2.2: empty lines before the request-line are ignored (they count in headLength).
   while (pos + 1 < len && buf[pos] === CR && buf[pos + 1] === LF) pos += 2
+  // llhttp also skips a lone CR or LF there; this parser takes only whole CRLFs.
+  if (buf[pos] === LF || (buf[pos] === CR && pos + 1 < len)) return fail(400, 'bare CR or LF before the request line')
   const lf = buf.indexOf(LF, pos)
   if (lf === -1) return len >= maxHeadBytes ? fail(431, 'request head too large') : INCOMPLETE_RESULT
   if (lf >= maxHeadBytes) return fail(431, 'request head too large')
@@ -161,6 +163,7 @@ export function parseRequestHead (buf: Buffer, maxHeadBytes: number): RequestHea
   if (buf[i] !== SP) return fail(400, 'invalid character in the request target')
   const targetEnd = i
   const v = i + 1
+  if (buf[v] === SP) return fail(400, 'invalid request line')
   if (lineEnd - v !== 8 || buf[v] !== 0x48 || buf[v + 1] !== 0x54 || buf[v + 2] !== 0x54 || buf[v + 3] !== 0x50 ||
     buf[v + 4] !== 0x2f || buf[v + 6] !== 0x2e) return fail(400, 'invalid HTTP version')
   const major = (buf[v + 5] as number) - 0x30

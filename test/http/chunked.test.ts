@@ -60,6 +60,8 @@ const CASES: Array<[string, string, Outcome]> = [
   ['a trailer with a NUL', '0\r\nX-T: \x00\r\n\r\n', bad('invalid character in field value')],
   ['a bare LF in the trailers', '0\r\nX-T: 1\n\r\n', bad('bare LF in the trailer section')],
   ['a bare LF ending the trailers', '0\r\n\n', bad('bare LF in the trailer section')],
+  ['Content-Length in the trailers', '0\r\ncontent-length: 5\r\n\r\n', bad('framing field in the trailer section')],
+  ['Transfer-Encoding in the trailers', '0\r\nTransfer-Encoding: chunked\r\n\r\n', bad('framing field in the trailer section')],
   ['a bare CR in a trailer', '0\r\nX-T: 1\rX-U: 2\r\n\r\n', bad('bare CR in a field value')],
 ]
 
