@@ -112,14 +112,14 @@ const method = weighted<string>([30, pick('GET', 'POST', 'PUT', 'DELETE', 'PATCH
 const pathChars = 'abz019/-._~%!$&\'()*+,;=:@?'
 const target = weighted<string>(
   [40, str(pathChars, 0, 20).map((s) => '/' + s)],
-  [1, pick('*', 'http://a.example/x?y', 'HTTPS://a.example', 'http://u@a/x', 'ftp://a/b', 'a/b', 'a.example:443', '/a#b', '/a{|}', '/\xe9', '/a\tb', '/a b', `/${'x'.repeat(3000)}`)],
+  [1, pick('*', 'http://a.example/x?y', 'HTTPS://a.example', 'http://u@a/x', 'ftp://a/b', 'a/b', 'a.example:443', '/a#b', '/a{|}', '/\xe9', '/a\tb', '/a b', `/${'x'.repeat(3000)}`)]
 )
 const version = weighted<string>([40, pick('HTTP/1.1')], [4, pick('HTTP/1.0')], [1, pick('HTTP/2.0', 'HTTP/1.2', 'http/1.1', 'HTTP/1.1 ', 'HTTP/1', 'HTTP/0.9', '')])
 const sep = weighted<string>([60, pick(' ')], [1, pick('  ', '\t', '')])
 const nameArb = weighted<string>(
   [30, pick('Accept', 'X-A', 'x-b', 'Cookie', 'Set-Cookie', 'User-Agent', 'Content-Type', 'Referer', 'Expect', 'Upgrade', 'Connection', 'Host', 'Trailer')],
   [10, str('abcXYZ019-_.!#$%&\'*+^`|~', 1, 12)],
-  [1, pick('X A', 'X-A ', ' X-A', 'X(A)', '', 'X\x00', 'Content-Length\t', 'Transfer-Encoding ')],
+  [1, pick('X A', 'X-A ', ' X-A', 'X(A)', '', 'X\x00', 'Content-Length\t', 'Transfer-Encoding ')]
 )
 const valueChar = weighted<string>([200, fc.constantFrom(...'abcXYZ012 =/;,.-"\'()<>@[]{}?!~')], [3, pick('\t', ' ')], [2, pick('\x80', '\xe9', '\xff')], [1, fc.constantFrom(...HOSTILE)])
 const valueArb = weighted<string>([30, fc.string({ unit: valueChar, maxLength: 24 })], [1, pick(' \t padded \t ', '', '  ', `${'v'.repeat(4000)}`, 'a\r\n b', 'a\r\n\tb', 'keep-alive, Upgrade', 'close', 'Keep-Alive', '100-continue', 'websocket')])
@@ -136,7 +136,7 @@ const chunkedBody = (body: string): fc.Arbitrary<string> => fc.tuple(
   fc.uniqueArray(fc.nat({ max: Math.max(0, body.length) }), { maxLength: 3 }),
   fc.array(fc.tuple(hexSize(0), ext), { minLength: 4, maxLength: 4 }),
   ext, trailerArb,
-  weighted<string>([40, pick('\r\n')], [1, pick('\n', '\r', '', 'x\r\n')]),
+  weighted<string>([40, pick('\r\n')], [1, pick('\n', '\r', '', 'x\r\n')])
 ).chain(([cuts, spell, lastExt, trailers, afterData]) => {
   const points = [...new Set([0, ...cuts, body.length])].sort((x, y) => x - y)
   const pieces = points.slice(1).map((p, k) => body.slice(points[k], p)).filter((p) => p.length > 0)
@@ -150,7 +150,11 @@ const chunkedBody = (body: string): fc.Arbitrary<string> => fc.tuple(
 /** One request: its head lines and body with a framing, honest or not. */
 const message = fc.record({
   leading: weighted<string>([30, pick('')], [1, pick('\r\n', '\n', '\r\n\r\n')]),
-  method, sp1: sep, target, sp2: sep, version,
+  method,
+  sp1: sep,
+  target,
+  sp2: sep,
+  version,
   host: weighted<string>([40, pick('Host: a.example\r\n')], [1, pick('', 'Host: \r\n', 'Host: a\r\nHost: a\r\n', 'Host: a/b\r\n', 'host:  x:8080 \r\n')]),
   headers: fc.array(header, { maxLength: 4 }),
   body: bodyArb,
