@@ -11,7 +11,7 @@ import { parseResponseHead, type ResponseHead } from '../http/response-head.ts'
 import { upstreamRequestHead, requestTarget, responseHeadText } from './headers.ts'
 import { isConnectionRefused, upstreamError, upstreamFault } from './errors-map.ts'
 import type { BodySink, Exchange } from './connection.ts'
-import { UpstreamPool, idleTimeoutFor } from './upstream.ts'
+import { UpstreamPool, idleTimeoutFor, type UpstreamUser } from './upstream.ts'
 
 export interface ForwarderOptions {
   /** app.url, e.g. http://127.0.0.1:8081 (no path). */
@@ -71,6 +71,8 @@ interface Shared {
   readonly onStream: ((delta: 1 | -1) => void) | undefined
   /** Requests waiting out a refused connection, so close() can answer them. */
   readonly waiting: Set<Proxied>
+  /** Requests sent and waiting for their response head, checked by one sweep, not a timer each. */
+  readonly awaiting: Set<Proxied>
   closed: boolean
 }
 
@@ -81,7 +83,7 @@ function closedError (): Error {
 }
 
 /** One proxied request. */
-class Proxied implements BodySink {
+class Proxied implements BodySink, UpstreamUser {
   readonly shared: Shared
   readonly ex: Exchange
   readonly pool: UpstreamPool
@@ -96,6 +98,8 @@ class Proxied implements BodySink {
   responded = false
   gotBytes = false
   timer: NodeJS.Timeout | undefined = undefined
+  /** When the request was sent (performance clock): the headers timeout counts from here. */
+  sentAt = 0
   resBuf: Buffer | undefined = undefined
   res: ResponseHead | undefined = undefined
   remaining = 0
@@ -111,16 +115,16 @@ class Proxied implements BodySink {
   unchunk = false
   idleMs = 0
   waitingDrain = false
-  readonly onData = (chunk: Buffer): void => { this.onUpData(chunk) }
-  readonly onEnd = (): void => { this.onUpEnd() }
-  readonly onError = (err: Error): void => { this.onUpError(err) }
-  readonly onClose = (): void => { this.onUpError(closedError()) }
-  readonly onUpDrain = (): void => { this.ex.resumeBody() }
+  // UpstreamUser: the events of the socket carrying this request.
+  upConnect (): void { this.connected() }
+  upData (chunk: Buffer): void { this.onUpData(chunk) }
+  upEnd (): void { this.onUpEnd() }
+  upError (err: Error): void { this.onUpError(err) }
+  upClose (): void { this.onUpError(closedError()) }
+  upDrain (): void { this.ex.resumeBody() }
+  upTimeout (): void { this.onUpError(Object.assign(new Error('connect timed out'), { code: 'ETIMEDOUT' })) }
+
   readonly onClientDrain = (): void => { this.waitingDrain = false; this.socket?.resume() }
-  readonly onConnect = (): void => { this.connected() }
-  readonly onConnectTimeout = (): void => {
-    this.onUpError(Object.assign(new Error('connect timed out'), { code: 'ETIMEDOUT' }))
-  }
 
   readonly onTap = (buf: Buffer, from: number, to: number): void => {
     if (this.unchunk) { if (to > from) this.ex.write(buf.subarray(from, to)) } else this.dataTo = to
@@ -139,27 +143,21 @@ class Proxied implements BodySink {
   }
 
   attempt (fresh: boolean): void {
-    const s = fresh ? undefined : this.pool.take()
+    const s = fresh ? undefined : this.pool.take(this)
     this.reused = s !== undefined
-    const socket = s ?? this.pool.connect()
-    this.socket = socket
-    socket.on('data', this.onData)
-    socket.on('end', this.onEnd)
-    socket.on('error', this.onError)
-    socket.on('close', this.onClose)
-    socket.on('drain', this.onUpDrain)
     if (s !== undefined) {
+      this.socket = s
       this.send()
     } else {
       this.phase = enum_.CONNECTING
-      socket.setTimeout(CONNECT_TIMEOUT_MS, this.onConnectTimeout)
-      socket.once('connect', this.onConnect)
+      const socket = this.pool.connect(this)
+      this.socket = socket
+      socket.setTimeout(CONNECT_TIMEOUT_MS)
     }
   }
 
   connected (): void {
     this.socket?.setTimeout(0)
-    this.socket?.off('timeout', this.onConnectTimeout)
     this.send()
   }
 
@@ -167,13 +165,18 @@ class Proxied implements BodySink {
     const socket = this.socket as net.Socket
     this.phase = enum_.HEAD
     this.gotBytes = false
-    socket.write(this.headBytes)
-    this.timer = setTimeout(onHeadersTimeout, this.shared.headersTimeoutMs, this)
+    this.sentAt = performance.now()
+    this.shared.awaiting.add(this)
     if (this.ex.head.body === 'none') {
       this.bodySent = true
+      socket.write(this.headBytes)
     } else if (!this.bodyAttached) {
+      // The head and the body bytes read so far in one write.
+      socket.cork()
+      socket.write(this.headBytes)
       this.bodyAttached = true
       this.ex.attachBody(this)
+      socket.uncork()
     }
   }
 
@@ -186,25 +189,28 @@ class Proxied implements BodySink {
 
   end (): void { this.bodySent = true }
 
-  detach (): net.Socket | undefined {
+  /** Drops the upstream socket (never reused): its events no longer reach this request. */
+  dropSocket (): void {
     const s = this.socket
-    if (s === undefined) return undefined
+    if (s === undefined) return
     this.socket = undefined
-    s.off('data', this.onData)
-    s.off('end', this.onEnd)
-    s.off('error', this.onError)
-    s.off('close', this.onClose)
-    s.off('drain', this.onUpDrain)
-    s.off('connect', this.onConnect)
-    s.off('timeout', this.onConnectTimeout)
-    return s
+    this.pool.drop(s)
   }
 
   clearTimer (): void {
+    this.shared.awaiting.delete(this)
     if (this.timer !== undefined) { clearTimeout(this.timer); this.timer = undefined }
   }
 
   onUpData (chunk: Buffer): void {
+    // One write to the client per read from the app (head and body, framing and data together).
+    const client = this.ex.socket
+    client.cork()
+    this.readChunk(chunk)
+    client.uncork()
+  }
+
+  readChunk (chunk: Buffer): void {
     this.gotBytes = true
     if (this.phase === enum_.BODY) { this.body(chunk, 0); return }
     if (this.phase !== enum_.HEAD) return
@@ -316,16 +322,13 @@ class Proxied implements BodySink {
     this.phase = enum_.DONE
     this.clearTimer()
     const res = this.res as ResponseHead
-    const s = this.detach()
+    const s = this.socket
+    this.socket = undefined
     this.framing = undefined
     if (this.waitingDrain) { this.ex.socket.off('drain', this.onClientDrain); this.waitingDrain = false }
     if (s !== undefined) {
-      if (res.keepAlive && this.bodySent && !extra && !this.shared.closed) {
-        s.resume()
-        this.pool.release(s, this.idleMs)
-      } else {
-        s.destroy()
-      }
+      if (res.keepAlive && this.bodySent && !extra && !this.shared.closed) this.pool.release(s, this.idleMs)
+      else this.pool.drop(s)
     }
     this.ex.end()
     this.shared.onStream?.(-1)
@@ -346,7 +349,7 @@ class Proxied implements BodySink {
     if (ex.aborted) { this.clientGone(); return }
     const connecting = this.phase === enum_.CONNECTING
     if (connecting && !shared.closed && isConnectionRefused(err) && performance.now() < shared.readyUntil) {
-      this.detach()?.destroy()
+      this.dropSocket()
       this.timer = setTimeout(retry, RETRY_INTERVAL_MS, this)
       shared.waiting.add(this)
       return
@@ -355,7 +358,7 @@ class Proxied implements BodySink {
       !shared.closed && RESENDABLE_METHODS.has(ex.head.method)) {
       this.resent = true
       this.clearTimer()
-      this.detach()?.destroy()
+      this.dropSocket()
       shared.logger.debug({ method: ex.head.method, url: ex.head.target, origin: this.pool.origin, cause: err.message }, 'the app closed the connection before answering: sending the request again')
       this.attempt(true)
       return
@@ -388,7 +391,7 @@ class Proxied implements BodySink {
     this.phase = enum_.DONE
     this.clearTimer()
     this.shared.waiting.delete(this)
-    this.detach()?.destroy()
+    this.dropSocket()
     if (this.waitingDrain) { this.ex.socket.off('drain', this.onClientDrain); this.waitingDrain = false }
     if (this.responded) this.shared.onStream?.(-1)
   }
@@ -408,7 +411,6 @@ function retry (p: Proxied): void {
 }
 
 function onHeadersTimeout (p: Proxied): void {
-  p.timer = undefined
   p.fail(upstreamError(upstreamFault('headers-timeout', 'no response headers in time'), false), upstreamFault('headers-timeout', 'no response headers in time'))
 }
 
@@ -424,8 +426,15 @@ export function createForwarder (options: ForwarderOptions): Forwarder {
     onUpstreamError: options.onUpstreamError,
     onStream: options.onStream,
     waiting: new Set(),
+    awaiting: new Set(),
     closed: false,
   }
+  const timeoutMs = shared.headersTimeoutMs
+  const sweep = setInterval(() => {
+    const now = performance.now()
+    for (const p of shared.awaiting) if (now - p.sentAt >= timeoutMs) onHeadersTimeout(p)
+  }, Math.min(1000, Math.max(20, Math.floor(timeoutMs / 8))))
+  sweep.unref()
 
   return {
     forward (ex, forwardOptions) {
@@ -447,6 +456,7 @@ export function createForwarder (options: ForwarderOptions): Forwarder {
 
     async close () {
       shared.closed = true
+      clearInterval(sweep)
       for (const p of [...shared.waiting]) {
         p.fail(new SidecarError('SIDECAR_ERR_UPSTREAM_UNAVAILABLE'), new Error('the sidecar is stopping'))
       }

@@ -28,8 +28,46 @@ export function idleTimeoutFor (keepAlive: string | undefined): number {
   return Math.min(ms, MAX_IDLE_MS)
 }
 
-function onIdleTimeout (this: net.Socket): void { this.destroy() }
-function onIdleData (this: net.Socket): void { this.destroy() }
+/** Who a socket's events go to while it carries a request. */
+export interface UpstreamUser {
+  upConnect (): void
+  upData (chunk: Buffer): void
+  upEnd (): void
+  upError (err: Error): void
+  upClose (): void
+  upDrain (): void
+  upTimeout (): void
+}
+
+/**
+ * A socket of the pool: its listeners are installed once, when it is created, and pass each event
+ * to the request it carries (`user`), or treat it as the idle socket's end.
+ */
+interface PooledSocket extends net.Socket {
+  user: UpstreamUser | undefined
+  pool: UpstreamPool
+}
+
+function onConnect (this: PooledSocket): void { this.user?.upConnect() }
+function onData (this: PooledSocket, chunk: Buffer): void {
+  // Bytes on an idle socket: the app is broken, the socket is not trusted again.
+  if (this.user === undefined) this.destroy()
+  else this.user.upData(chunk)
+}
+function onEnd (this: PooledSocket): void {
+  if (this.user === undefined) this.destroy()
+  else this.user.upEnd()
+}
+function onError (this: PooledSocket, err: Error): void { this.user?.upError(err) }
+function onClose (this: PooledSocket): void {
+  this.pool.forget(this)
+  this.user?.upClose()
+}
+function onDrain (this: PooledSocket): void { this.user?.upDrain() }
+function onTimeout (this: PooledSocket): void {
+  if (this.user === undefined) this.destroy()
+  else this.user.upTimeout()
+}
 
 export class UpstreamPool {
   readonly origin: string
@@ -37,8 +75,8 @@ export class UpstreamPool {
   readonly port: number
   /** `host[:port]` of the origin: the Host of a request that came without one. */
   readonly authority: string
-  private readonly idle: net.Socket[] = []
-  private readonly all = new Set<net.Socket>()
+  private readonly idle: PooledSocket[] = []
+  private readonly all = new Set<PooledSocket>()
   private closed = false
 
   constructor (origin: string) {
@@ -49,54 +87,64 @@ export class UpstreamPool {
     this.authority = new URL(origin).host
   }
 
-  /** An idle kept-alive socket, or undefined. */
-  take (): net.Socket | undefined {
+  /** An idle kept-alive socket, now carrying `user`'s request, or undefined. */
+  take (user: UpstreamUser): net.Socket | undefined {
     while (this.idle.length > 0) {
-      const s = this.idle.pop() as net.Socket
-      s.setTimeout(0)
-      s.off('timeout', onIdleTimeout)
-      s.off('end', onIdleTimeout)
-      s.off('data', onIdleData)
-      if (!s.destroyed && s.readable && s.writable) return s
+      const s = this.idle.pop() as PooledSocket
+      if (!s.destroyed && s.readable && s.writable) {
+        s.setTimeout(0)
+        s.user = user
+        return s
+      }
       s.destroy()
     }
     return undefined
   }
 
-  /** A new connection (not yet connected). */
-  connect (): net.Socket {
-    const s = net.connect({ host: this.host, port: this.port, noDelay: true })
+  /** A new connection for `user` (its upConnect() follows, or upError()). */
+  connect (user: UpstreamUser): net.Socket {
+    const s = net.connect({ host: this.host, port: this.port, noDelay: true }) as PooledSocket
+    s.user = user
+    s.pool = this
+    s.on('connect', onConnect)
+    s.on('data', onData)
+    s.on('end', onEnd)
+    s.on('error', onError)
+    s.on('close', onClose)
+    s.on('drain', onDrain)
+    s.on('timeout', onTimeout)
     this.all.add(s)
-    s.once('close', () => { this.forget(s) })
     return s
+  }
+
+  /** The request on `s` is over; `s` is destroyed, its events go nowhere. */
+  drop (s: net.Socket): void {
+    (s as PooledSocket).user = undefined
+    s.destroy()
   }
 
   /** `s` finished a response cleanly and may carry another request within `idleMs`. */
   release (s: net.Socket, idleMs: number): void {
+    const p = s as PooledSocket
+    p.user = undefined
     if (this.closed || idleMs <= 0 || s.destroyed || !s.readable || !s.writable) { s.destroy(); return }
-    s.removeAllListeners('data')
-    s.removeAllListeners('end')
-    s.removeAllListeners('error')
-    s.removeAllListeners('drain')
-    s.on('error', () => {})
-    // The app closing an idle socket ends it here; data on an idle socket is a broken app.
-    s.once('end', onIdleTimeout)
-    s.on('data', onIdleData)
-    s.on('timeout', onIdleTimeout)
+    if (s.isPaused()) s.resume()
     s.setTimeout(idleMs)
-    this.idle.push(s)
+    this.idle.push(p)
   }
 
-  private forget (s: net.Socket): void {
-    this.all.delete(s)
-    const i = this.idle.indexOf(s)
+  /** Forgets a closed socket. */
+  forget (s: net.Socket): void {
+    const p = s as PooledSocket
+    this.all.delete(p)
+    const i = this.idle.indexOf(p)
     if (i !== -1) this.idle.splice(i, 1)
   }
 
   /** Destroys every connection. */
   destroy (): void {
     this.closed = true
-    for (const s of this.all) s.destroy()
+    for (const s of this.all) { s.user = undefined; s.destroy() }
     this.all.clear()
     this.idle.length = 0
   }

@@ -14,7 +14,7 @@ export interface SeenRequest {
   readonly rawHeaders: readonly string[]
   readonly headers: http.IncomingHttpHeaders
   /** The client port of the connection it came on: equal ports, one kept-alive connection. */
-  readonly remotePort: number | undefined
+  readonly remotePort?: number | undefined
   /** Body length and sha256, once the body ended (`complete`). */
   bytes: number
   sha256: string

@@ -4,7 +4,7 @@
 import t from 'tap'
 import net from 'node:net'
 import { setTimeout as sleep } from 'node:timers/promises'
-import { DEFAULT_IDLE_MS, UpstreamPool, hostPort, idleTimeoutFor } from '../../src/proxy/upstream.ts'
+import { DEFAULT_IDLE_MS, UpstreamPool, hostPort, idleTimeoutFor, type UpstreamUser } from '../../src/proxy/upstream.ts'
 import { listen } from '../helpers/net.ts'
 
 t.test('idle time from the app\'s Keep-Alive: its timeout minus a second, at most a minute', async (t) => {
@@ -37,9 +37,19 @@ t.test('idle sockets: reused newest first, dropped after their idle time, on clo
   const pool = new UpstreamPool(`http://127.0.0.1:${port}`)
   t.teardown(() => pool.destroy())
   t.equal(pool.authority, `127.0.0.1:${port}`)
-  t.equal(pool.take(), undefined, 'nothing idle at first')
+  const events: string[] = []
+  const user: UpstreamUser = {
+    upConnect: () => { events.push('connect') },
+    upData: () => { events.push('data') },
+    upEnd: () => { events.push('end') },
+    upError: () => { events.push('error') },
+    upClose: () => { events.push('close') },
+    upDrain: () => { events.push('drain') },
+    upTimeout: () => { events.push('timeout') },
+  }
+  t.equal(pool.take(user), undefined, 'nothing idle at first')
   const connect = async (): Promise<net.Socket> => {
-    const s = pool.connect()
+    const s = pool.connect(user)
     await new Promise((resolve) => s.once('connect', resolve))
     return s
   }
@@ -47,7 +57,7 @@ t.test('idle sockets: reused newest first, dropped after their idle time, on clo
   const b = await connect()
   pool.release(a, 10_000)
   pool.release(b, 10_000)
-  t.equal(pool.take(), b, 'the newest idle socket first')
+  t.equal(pool.take(user), b, 'the newest idle socket first')
   pool.release(b, 10_000)
 
   // The app closes b (the newest): the pool forgets it.
@@ -55,26 +65,27 @@ t.test('idle sockets: reused newest first, dropped after their idle time, on clo
   ;(peers[1] as net.Socket).end()
   for (let i = 0; i < 100 && !b.destroyed; i++) await sleep(10)
   t.ok(b.destroyed, 'closed by the app → destroyed')
-  t.equal(pool.take(), a, 'the other one is still there')
-  t.equal(pool.take(), undefined)
+  t.equal(pool.take(user), a, 'the other one is still there')
+  t.equal(pool.take(user), undefined)
 
   // Stray bytes from the app on an idle socket: not trusted again.
   pool.release(a, 10_000)
   ;(peers[0] as net.Socket).write('HTTP/1.1 200 OK\r\n\r\n')
   for (let i = 0; i < 100 && !a.destroyed; i++) await sleep(10)
   t.ok(a.destroyed, 'bytes on an idle socket → destroyed')
-  t.equal(pool.take(), undefined)
+  t.equal(pool.take(user), undefined)
 
   // The idle time runs out.
   const c = await connect()
   pool.release(c, 50)
   await sleep(200)
   t.ok(c.destroyed, 'idle too long → destroyed')
-  t.equal(pool.take(), undefined)
+  t.equal(pool.take(user), undefined)
 
   // An idle time of 0 (the app's Keep-Alive allows none) keeps nothing.
   const d = await connect()
   pool.release(d, 0)
   t.ok(d.destroyed)
-  t.equal(pool.take(), undefined)
+  t.equal(pool.take(user), undefined)
+  t.strictSame([...new Set(events)], ['connect'], 'idle sockets\' events never reach the last user')
 })
