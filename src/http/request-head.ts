@@ -28,7 +28,9 @@ export interface RequestHead {
   readonly keepAlive: boolean
   readonly upgrade: boolean
   readonly expectContinue: boolean
-  /** Bytes of the head, leading empty lines and the final CRLF CRLF included. */
+  /** Where the request-line starts: after the empty lines (CRLF) allowed before it, usually 0. */
+  readonly headStart: number
+  /** Bytes of the head from the start of `buf`, leading empty lines and the final CRLF CRLF included. */
   readonly headLength: number
 }
 
@@ -78,10 +80,11 @@ class Head implements RequestHead {
   readonly keepAlive: boolean
   readonly upgrade: boolean
   readonly expectContinue: boolean
+  readonly headStart: number
   readonly headLength: number
   #headers: Record<string, string | string[]> | undefined = undefined
 
-  constructor (method: string, target: string, path: string, query: string, absolute: boolean, versionMinor: 0 | 1, s: FieldSection) {
+  constructor (method: string, target: string, path: string, query: string, absolute: boolean, versionMinor: 0 | 1, headStart: number, s: FieldSection) {
     this.method = method
     this.target = target
     this.path = path
@@ -95,6 +98,7 @@ class Head implements RequestHead {
     this.upgrade = method === 'CONNECT' || (s.connectionUpgrade && s.upgradePresent)
     // RFC 9110 §10.1.1: a 100-continue expectation in an HTTP/1.0 request is ignored.
     this.expectContinue = versionMinor === 1 && s.expectContinue
+    this.headStart = headStart
     this.headLength = s.end
   }
 
@@ -234,5 +238,5 @@ export function parseRequestHead (buf: Buffer, maxHeadBytes: number): RequestHea
     // RFC 9112 §6.1: a server answers 501 to a transfer coding it does not understand.
     if (s.otherCoding) return fail(501, 'transfer coding not implemented')
   }
-  return { kind: 'head', head: new Head(method, target, path, query, absolute, versionMinor, s) }
+  return { kind: 'head', head: new Head(method, target, path, query, absolute, versionMinor, pos, s) }
 }

@@ -16,6 +16,9 @@ export interface ResponseHead {
   readonly contentLength: number
   /** The connection may carry another request after this response's body. */
   readonly keepAlive: boolean
+  /** Where the status line starts: after empty lines (CRLF) the app sent before it, usually 0. */
+  readonly headStart: number
+  /** Bytes of the head from the start of `buf`, skipped empty lines and the final CRLF CRLF included. */
   readonly headLength: number
 }
 
@@ -36,30 +39,36 @@ function fail (reason: string): ResponseHeadResult {
  */
 export function parseResponseHead (buf: Buffer, maxHeadBytes: number, requestMethod: string): ResponseHeadResult {
   const len = buf.length
-  const lf = buf.indexOf(LF)
+  // Empty lines before the status line are skipped as llhttp skips them (an app that ends a body
+  // with one CRLF too many); a lone CR or LF there is refused.
+  let p = 0
+  while (p + 1 < len && buf[p] === CR && buf[p + 1] === LF) p += 2
+  if (buf[p] === LF || (buf[p] === CR && p + 1 < len)) return fail('bare CR or LF before the status line')
+  const lf = buf.indexOf(LF, p)
   if (lf === -1) return len >= maxHeadBytes ? fail('response head too large') : INCOMPLETE_RESULT
   if (lf >= maxHeadBytes) return fail('response head too large')
-  if (lf === 0 || buf[lf - 1] !== CR) return fail('bare LF in the head')
+  if (lf === p || buf[lf - 1] !== CR) return fail('bare LF in the head')
   const lineEnd = lf - 1
 
   // HTTP-version SP 3DIGIT SP reason-phrase; the SP before an empty reason may be missing.
-  if (lineEnd < 12 || buf[0] !== 0x48 || buf[1] !== 0x54 || buf[2] !== 0x54 || buf[3] !== 0x50 || buf[4] !== 0x2f ||
-    buf[6] !== 0x2e || buf[8] !== SP) return fail('invalid status line')
-  const major = (buf[5] as number) - 0x30
-  const minor = (buf[7] as number) - 0x30
+  if (lineEnd - p < 12 || buf[p] !== 0x48 || buf[p + 1] !== 0x54 || buf[p + 2] !== 0x54 || buf[p + 3] !== 0x50 ||
+    buf[p + 4] !== 0x2f || buf[p + 6] !== 0x2e || buf[p + 8] !== SP) return fail('invalid status line')
+  const major = (buf[p + 5] as number) - 0x30
+  const minor = (buf[p + 7] as number) - 0x30
   if (major !== 1 || (minor !== 0 && minor !== 1)) return fail('unsupported HTTP version')
   let status = 0
-  for (let i = 9; i < 12; i++) {
+  for (let i = p + 9; i < p + 12; i++) {
     const d = (buf[i] as number) - 0x30
     if (d < 0 || d > 9) return fail('invalid status code')
     status = status * 10 + d
   }
+  // RFC 9110 §15: status codes run from 100; llhttp takes 000-099, which no client could be sent.
   if (status < 100) return fail('invalid status code')
   let reason = ''
-  if (lineEnd > 12) {
-    if (buf[12] !== SP) return fail('invalid status line')
-    for (let i = 13; i < lineEnd; i++) if (FIELD_CHAR[buf[i] as number] !== 1) return fail('invalid character in the reason phrase')
-    reason = buf.toString('latin1', 13, lineEnd)
+  if (lineEnd > p + 12) {
+    if (buf[p + 12] !== SP) return fail('invalid status line')
+    for (let i = p + 13; i < lineEnd; i++) if (FIELD_CHAR[buf[i] as number] !== 1) return fail('invalid character in the reason phrase')
+    reason = buf.toString('latin1', p + 13, lineEnd)
   }
   const versionMinor = minor as 0 | 1
 
@@ -89,6 +98,6 @@ export function parseResponseHead (buf: Buffer, maxHeadBytes: number, requestMet
   const keepAlive = body !== 'close' && !tunnel && !s.connectionClose && (versionMinor === 1 || s.connectionKeepAlive)
   return {
     kind: 'head',
-    head: { status, reason, versionMinor, rawHeaders: s.rawHeaders, body, contentLength: s.contentLength, headLength: s.end, keepAlive },
+    head: { status, reason, versionMinor, rawHeaders: s.rawHeaders, body, contentLength: s.contentLength, headStart: p, headLength: s.end, keepAlive },
   }
 }

@@ -15,6 +15,7 @@ function head (bytes: string, want: Partial<ResponseHead>): unknown {
       rawHeaders: [],
       body: 'close',
       contentLength: 0,
+      headStart: 0,
       headLength: Buffer.byteLength(bytes, 'latin1'),
       keepAlive: false,
       ...want,
@@ -24,6 +25,7 @@ function head (bytes: string, want: Partial<ResponseHead>): unknown {
 
 const ACCEPTED: Array<[string, string, string, Partial<ResponseHead>]> = [
   ['Content-Length', 'HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\n', 'GET', { rawHeaders: ['Content-Length', '5'], body: 'length', contentLength: 5, keepAlive: true }],
+  ['empty lines before the status line are skipped and counted', '\r\n\r\nHTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n', 'GET', { rawHeaders: ['Content-Length', '0'], body: 'none', keepAlive: true, headStart: 4 }],
   ['Content-Length 0', 'HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n', 'GET', { rawHeaders: ['Content-Length', '0'], body: 'none', keepAlive: true }],
   ['chunked', 'HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n', 'POST', { rawHeaders: ['Transfer-Encoding', 'chunked'], body: 'chunked', keepAlive: true }],
   ['gzip, chunked', 'HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip, chunked\r\n\r\n', 'GET', { rawHeaders: ['Transfer-Encoding', 'gzip, chunked'], body: 'chunked', keepAlive: true }],
@@ -65,6 +67,8 @@ const REFUSED: Array<[string, string, string, string]> = [
   ['two spaces before the status', 'HTTP/1.1  200 OK\r\n\r\n', 'GET', 'invalid status code'],
   ['a control character in the reason', 'HTTP/1.1 200 O\x01K\r\n\r\n', 'GET', 'invalid character in the reason phrase'],
   ['bare LF', 'HTTP/1.1 200 OK\nContent-Length: 0\n\n', 'GET', 'bare LF in the head'],
+  ['a lone LF before the status line', '\nHTTP/1.1 200 OK\r\n\r\n', 'GET', 'bare CR or LF before the status line'],
+  ['a lone CR before the status line', '\r\n\rHTTP/1.1 200 OK\r\n\r\n', 'GET', 'bare CR or LF before the status line'],
   ['bare LF in the fields', 'HTTP/1.1 200 OK\r\nContent-Length: 0\n\r\n', 'GET', 'bare LF in the head'],
   ['bare CR', 'HTTP/1.1 200 OK\r\nX-A: a\rContent-Length: 0\r\n\r\n', 'GET', 'bare CR in a field value'],
   ['obs-fold', 'HTTP/1.1 200 OK\r\nX-A: a\r\n b\r\n\r\n', 'GET', 'obsolete line folding'],
