@@ -332,7 +332,7 @@ async function main (): Promise<void> {
     `Parameters: ${params.rounds} interleaved round${params.rounds === 1 ? '' : 's'} × ${params.durationS} s per case and target after ${params.warmupS} s warm-up; wrk -t1 -c${c} (-c1 for the 1-connection and 16 MiB cases); ` +
       `streams ${params.streams} × ${params.streamChunks} chunks every ${params.streamIntervalMs} ms; ${params.idleStreams} idle streams; ` +
       (pin !== null ? `wrk and the stream clients pinned to CPU ${pin.load}, proxy and app to CPU ${pin.server} (taskset)` : 'NOT pinned (fewer than 2 CPUs or no taskset)') +
-      `; nginx: 1 worker, proxy_buffering off, proxy_request_buffering off, keep-alive upstream; http-proxy: Fastify + @fastify/http-proxy defaults; node-floor: node:http + one undici Pool dispatch per request (bench/targets/node-floor.js); sidecar: ${sidecarForm}${args['node-args'] !== undefined && args['node-args'].trim() !== '' ? ` run with \`${args['node-args'].trim()}\`` : ''} with bench/config/sidecar.yaml (1 Livewire body rule, metrics off, log level ${process.env.LOG_LEVEL ?? 'info'}).`,
+      `; nginx: 1 worker, proxy_buffering off, proxy_request_buffering off, keep-alive upstream; http-proxy: Fastify + @fastify/http-proxy defaults; node-floor: node:http + one undici Pool dispatch per request (bench/targets/node-floor.js); sidecar: ${sidecarForm}${args['node-args'] !== undefined && args['node-args'].trim() !== '' ? ` run with \`${args['node-args'].trim()}\`` : ''} with bench/config/sidecar.yaml (1 Livewire body rule, metrics on, log level ${process.env.LOG_LEVEL ?? 'info'}).`,
     'Cells: best / median ±spread over rounds (spread = (max − min) / median); ratios compare best rounds. ↑ higher is better, ↓ lower. ' +
       'CPU is the proxy process\'s own user+system time (nginx: its worker; direct: the app) from /proc/<pid>/stat. Stream delays are receive time minus the app\'s send stamp (CLOCK_MONOTONIC); peer columns show the difference.',
   ]
@@ -348,7 +348,7 @@ async function main (): Promise<void> {
     '# Benchmark results', '',
     ...header.map((h) => `${h}  `), '',
     table, '',
-    '## Goals (issue #5)', '',
+    '## Goals (issue #12)', '',
     renderGoals(goals), '',
     'The node-floor figures beside a goal are the bare `node:http` + undici proxy in the same run: what the stack leaves before any sidecar code runs. Why each unmet goal is not met, with profiles and A/B runs: [docs/performance.md](../docs/performance.md#the-goals-judged-on-this-run).', '',
     ...(statusLines.length > 0 ? ['## Targets not timed', '', ...statusLines, ''] : []),
