@@ -2,7 +2,7 @@
 // by the shared grammar, with the few fields that decide framing and connection handling read on
 // the way (Content-Length, Transfer-Encoding, Host, Connection, Upgrade, Expect). One pass over the
 // bytes; the only strings made are the raw names and values the caller gets.
-import { CR, LF, SP, HTAB, bytes, equalsLower, fieldPos, scanFieldLine } from './fields.ts'
+import { COLON, CR, FIELD_CHAR, HTAB, LF, SP, TCHAR, bytes, equalsLower } from './fields.ts'
 
 const CONTENT_LENGTH = bytes('content-length')
 const TRANSFER_ENCODING = bytes('transfer-encoding')
@@ -28,6 +28,10 @@ export const TOO_LARGE = -2
 /** What one pass over a field section found; a fresh instance per head. */
 export class FieldSection {
   rawHeaders: string[] = []
+  /** [nameStart, nameEnd, valueStart, valueEnd] per field line, while scanning. */
+  spans: number[] = []
+  /** The head decoded as latin1 from the caller's `textStart` to `end`. */
+  text = ''
   /** Index just past the CRLF of the empty line that ends the section. */
   end = 0
   contentLengthCount = 0
@@ -67,8 +71,8 @@ function readContentLength (buf: Buffer, start: number, end: number, s: FieldSec
   s.contentLength = n
 }
 
-/** Walks a comma-separated list value, calling `each(start, end)` for every OWS-trimmed element. */
-function forEachElement (buf: Buffer, start: number, end: number, each: (a: number, b: number) => void): void {
+/** Calls `each(a, b)` for every OWS-trimmed element of the comma-separated list in buf[start..end). */
+function forEachElement (buf: Buffer, start: number, end: number, s: FieldSection, each: (buf: Buffer, a: number, b: number, s: FieldSection) => void): void {
   let a = start
   for (let i = start; i <= end; i++) {
     if (i === end || buf[i] === 0x2c) {
@@ -76,10 +80,18 @@ function forEachElement (buf: Buffer, start: number, end: number, each: (a: numb
       let y = i
       while (x < y && (buf[x] === SP || buf[x] === HTAB)) x++
       while (y > x && (buf[y - 1] === SP || buf[y - 1] === HTAB)) y--
-      each(x, y)
+      each(buf, x, y, s)
       a = i + 1
     }
   }
+}
+
+function transferCoding (buf: Buffer, a: number, b: number, s: FieldSection): void {
+  if (a === b) { s.transferEncodingError ??= 'empty Transfer-Encoding element'; return }
+  // RFC 9112 §6.1: chunked must be applied once, and last; a coding after it is refused.
+  if (s.chunkedLast) s.transferEncodingError ??= 'chunked is not the last transfer coding'
+  if (equalsLower(buf, a, b, CHUNKED)) s.chunkedLast = true
+  else { s.chunkedLast = false; s.otherCoding = true }
 }
 
 function readTransferEncoding (buf: Buffer, start: number, end: number, lineEnd: number, s: FieldSection): void {
@@ -87,21 +99,13 @@ function readTransferEncoding (buf: Buffer, start: number, end: number, lineEnd:
   // llhttp reads `chunked<HTAB>` as some other coding while OWS rules make it chunked: a tab
   // after the first coding gets one reading here, a refusal.
   for (let i = start; i < lineEnd; i++) if (buf[i] === HTAB) { s.transferEncodingError ??= 'tab in Transfer-Encoding'; break }
-  forEachElement(buf, start, end, (a, b) => {
-    if (a === b) { s.transferEncodingError ??= 'empty Transfer-Encoding element'; return }
-    // RFC 9112 §6.1: chunked must be applied once, and last; a coding after it is refused.
-    if (s.chunkedLast) s.transferEncodingError ??= 'chunked is not the last transfer coding'
-    if (equalsLower(buf, a, b, CHUNKED)) s.chunkedLast = true
-    else { s.chunkedLast = false; s.otherCoding = true }
-  })
+  forEachElement(buf, start, end, s, transferCoding)
 }
 
-function readConnection (buf: Buffer, start: number, end: number, s: FieldSection): void {
-  forEachElement(buf, start, end, (a, b) => {
-    if (equalsLower(buf, a, b, CLOSE)) s.connectionClose = true
-    else if (equalsLower(buf, a, b, KEEP_ALIVE)) s.connectionKeepAlive = true
-    else if (equalsLower(buf, a, b, UPGRADE)) s.connectionUpgrade = true
-  })
+function connectionOption (buf: Buffer, a: number, b: number, s: FieldSection): void {
+  if (equalsLower(buf, a, b, CLOSE)) s.connectionClose = true
+  else if (equalsLower(buf, a, b, KEEP_ALIVE)) s.connectionKeepAlive = true
+  else if (equalsLower(buf, a, b, UPGRADE)) s.connectionUpgrade = true
 }
 
 function readHost (buf: Buffer, start: number, end: number, s: FieldSection): void {
@@ -110,46 +114,93 @@ function readHost (buf: Buffer, start: number, end: number, s: FieldSection): vo
   for (let i = start; i < end; i++) if (HOST_CHAR[buf[i] as number] !== 1) { s.hostInvalid = true; break }
 }
 
+function readField (buf: Buffer, pos: number, nameEnd: number, valueStart: number, valueEnd: number, lineEnd: number, s: FieldSection): void {
+  switch (nameEnd - pos) {
+    case 4:
+      if (equalsLower(buf, pos, nameEnd, HOST)) readHost(buf, valueStart, valueEnd, s)
+      break
+    case 6:
+      if (equalsLower(buf, pos, nameEnd, EXPECT) && equalsLower(buf, valueStart, valueEnd, CONTINUE)) s.expectContinue = true
+      break
+    case 7:
+      if (equalsLower(buf, pos, nameEnd, UPGRADE) && valueEnd > valueStart) s.upgradePresent = true
+      break
+    case 10:
+      if (equalsLower(buf, pos, nameEnd, CONNECTION)) forEachElement(buf, valueStart, valueEnd, s, connectionOption)
+      break
+    case 14:
+      if (equalsLower(buf, pos, nameEnd, CONTENT_LENGTH)) readContentLength(buf, valueStart, valueEnd, s)
+      break
+    case 17:
+      if (equalsLower(buf, pos, nameEnd, TRANSFER_ENCODING)) readTransferEncoding(buf, valueStart, valueEnd, lineEnd, s)
+      break
+  }
+}
+
 /**
  * Scans field lines from `pos` to the empty line, which must end within the first `limit` bytes
- * of `buf` (the caller's maxHeadBytes). Returns the section, INCOMPLETE, TOO_LARGE, or the reason for a 400.
+ * of `buf` (the caller's maxHeadBytes). Returns the section, INCOMPLETE, TOO_LARGE, or the reason
+ * for a 400. One pass over the bytes: each line is checked as it is walked (RFC 9110 §5.1, §5.5,
+ * RFC 9112 §5), and the head is decoded to a string once, at the end, for the caller to slice.
+ * `textStart` is where that string starts (the start of the request or status line).
  */
-export function scanFieldSection (buf: Buffer, pos: number, limit: number): FieldSection | number | string {
+export function scanFieldSection (buf: Buffer, pos: number, limit: number, textStart: number): FieldSection | number | string {
   const s = new FieldSection()
-  const raw = s.rawHeaders
+  const spans = s.spans
+  const end = buf.length < limit ? buf.length : limit
+  const more = buf.length < limit ? INCOMPLETE : TOO_LARGE
   for (;;) {
-    const lf = buf.indexOf(LF, pos)
-    if (lf === -1) return buf.length >= limit ? TOO_LARGE : INCOMPLETE
-    if (lf >= limit) return TOO_LARGE
-    // RFC 9112 §2.2 lets a recipient accept a bare LF; this proxy refuses it, since the app
-    // behind it might split lines differently.
-    if (lf === pos || buf[lf - 1] !== CR) return 'bare LF in the head'
-    const lineEnd = lf - 1
-    if (lineEnd === pos) { s.end = lf + 1; return s }
-    const bad = scanFieldLine(buf, pos, lineEnd)
-    if (bad !== undefined) return bad
-    const { nameEnd, valueStart, valueEnd } = fieldPos
-    raw.push(buf.toString('latin1', pos, nameEnd), buf.toString('latin1', valueStart, valueEnd))
-    switch (nameEnd - pos) {
-      case 4:
-        if (equalsLower(buf, pos, nameEnd, HOST)) readHost(buf, valueStart, valueEnd, s)
-        break
-      case 6:
-        if (equalsLower(buf, pos, nameEnd, EXPECT) && equalsLower(buf, valueStart, valueEnd, CONTINUE)) s.expectContinue = true
-        break
-      case 7:
-        if (equalsLower(buf, pos, nameEnd, UPGRADE) && valueEnd > valueStart) s.upgradePresent = true
-        break
-      case 10:
-        if (equalsLower(buf, pos, nameEnd, CONNECTION)) readConnection(buf, valueStart, valueEnd, s)
-        break
-      case 14:
-        if (equalsLower(buf, pos, nameEnd, CONTENT_LENGTH)) readContentLength(buf, valueStart, valueEnd, s)
-        break
-      case 17:
-        if (equalsLower(buf, pos, nameEnd, TRANSFER_ENCODING)) readTransferEncoding(buf, valueStart, valueEnd, lineEnd, s)
-        break
+    if (pos >= end) return more
+    const first = buf[pos] as number
+    if (first === CR) {
+      if (pos + 1 >= end) return more
+      if (buf[pos + 1] !== LF) return 'bare CR in the head'
+      s.end = pos + 2
+      break
     }
-    pos = lf + 1
+    if (first === LF) return 'bare LF in the head'
+    // RFC 9112 §5.2: obs-fold is refused rather than unfolded; a proxy must not guess.
+    if (first === SP || first === HTAB) return 'obsolete line folding'
+    let i = pos + 1
+    while (i < end && TCHAR[buf[i] as number] === 1) i++
+    if (i >= end) return TCHAR[first] === 1 ? more : 'invalid character in field name'
+    const stop = buf[i] as number
+    // RFC 9112 §5.1: no whitespace between the name and the colon (a classic smuggling vector).
+    if (TCHAR[first] !== 1) return 'invalid character in field name'
+    if (stop !== COLON) {
+      if (stop === SP || stop === HTAB) return 'whitespace before the colon of a field'
+      return stop === CR || stop === LF ? 'field line without a colon' : 'invalid character in field name'
+    }
+    const nameEnd = i
+    i++
+    while (i < end && (buf[i] === SP || buf[i] === HTAB)) i++
+    const valueStart = i
+    let c = 0
+    for (; i < end; i++) {
+      c = buf[i] as number
+      if (FIELD_CHAR[c] !== 1) break
+    }
+    if (i >= end) return more
+    let valueEnd = i
+    while (valueEnd > valueStart && (buf[valueEnd - 1] === SP || buf[valueEnd - 1] === HTAB)) valueEnd--
+    if (c === CR) {
+      if (i + 1 >= end) return more
+      // RFC 9112 §2.2 lets a recipient take a bare LF as a line end; this proxy refuses both
+      // bare CR and bare LF, since the app behind it might split lines differently.
+      if (buf[i + 1] !== LF) return 'bare CR in a field value'
+    } else {
+      return c === LF ? 'bare LF in the head' : 'invalid character in field value'
+    }
+    spans.push(pos, nameEnd, valueStart, valueEnd)
+    readField(buf, pos, nameEnd, valueStart, valueEnd, i, s)
+    pos = i + 2
   }
+  // One decode of the whole head; names and values are slices of it.
+  const text = buf.toString('latin1', textStart, s.end)
+  s.text = text
+  const raw = s.rawHeaders
+  for (let k = 0; k < spans.length; k += 4) {
+    raw.push(text.slice((spans[k] as number) - textStart, (spans[k + 1] as number) - textStart), text.slice((spans[k + 2] as number) - textStart, (spans[k + 3] as number) - textStart))
+  }
+  return s
 }

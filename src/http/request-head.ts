@@ -2,7 +2,7 @@
 // reads a Buffer and says what the head is, or that more bytes are needed, or why the request is
 // refused. Everything ambiguous is refused, since the app behind the sidecar parses the same bytes
 // again and must never see a different message than the sidecar's rules did (request smuggling).
-import { CR, LF, SP, TCHAR } from './fields.ts'
+import { CR, LF, SP, TCHAR, bytes } from './fields.ts'
 import { FieldSection, INCOMPLETE, TOO_LARGE, scanFieldSection } from './field-section.ts'
 import { nodeHeaders } from './node-headers.ts'
 
@@ -40,12 +40,18 @@ export type RequestHeadResult =
   | { readonly kind: 'error', readonly status: 400 | 431 | 501 | 505, readonly reason: string }
 
 /** The methods Node's own parser accepts (http.METHODS); others get 501, as llhttp refuses them. */
-const METHODS = new Set([
+const METHODS = [
   'ACL', 'BIND', 'CHECKOUT', 'CONNECT', 'COPY', 'DELETE', 'GET', 'HEAD', 'LINK', 'LOCK', 'M-SEARCH',
   'MERGE', 'MKACTIVITY', 'MKCALENDAR', 'MKCOL', 'MOVE', 'NOTIFY', 'OPTIONS', 'PATCH', 'POST',
   'PROPFIND', 'PROPPATCH', 'PURGE', 'PUT', 'QUERY', 'REBIND', 'REPORT', 'SEARCH', 'SOURCE',
   'SUBSCRIBE', 'TRACE', 'UNBIND', 'UNLINK', 'UNLOCK', 'UNSUBSCRIBE',
-])
+]
+/** By length, most common first: the method string is found by comparing bytes, never built. */
+const METHODS_BY_LENGTH: Array<Array<[Uint8Array, string]>> = []
+for (const m of ['GET', 'POST', 'PUT', 'HEAD', 'PATCH', 'DELETE', 'OPTIONS', ...METHODS]) {
+  const list = (METHODS_BY_LENGTH[m.length] ??= [])
+  if (!list.some(([, s]) => s === m)) list.push([bytes(m), m])
+}
 
 /** Bytes of a request-target: visible ASCII except '#' (RFC 9112 §3.2 has no fragment). */
 const TARGET_CHAR = (() => {
@@ -108,12 +114,16 @@ class Head implements RequestHead {
   }
 }
 
-/** The method's string; the common ones without a new allocation. */
-function methodString (buf: Buffer, start: number, end: number): string {
-  const n = end - start
-  if (n === 3 && buf[start] === 0x47 && buf[start + 1] === 0x45 && buf[start + 2] === 0x54) return 'GET'
-  if (n === 4 && buf[start] === 0x50 && buf[start + 1] === 0x4f && buf[start + 2] === 0x53 && buf[start + 3] === 0x54) return 'POST'
-  return buf.toString('latin1', start, end)
+/** The known method at buf[start..end), or undefined. */
+function knownMethod (buf: Buffer, start: number, end: number): string | undefined {
+  const list = METHODS_BY_LENGTH[end - start]
+  if (list === undefined) return undefined
+  for (const [b, name] of list) {
+    let k = 0
+    while (k < b.length && buf[start + k] === b[k]) k++
+    if (k === b.length) return name
+  }
+  return undefined
 }
 
 /** Index of the end of `scheme "://"` at `start`, or -1 when the target does not begin so. */
@@ -161,7 +171,12 @@ export function parseRequestHead (buf: Buffer, maxHeadBytes: number): RequestHea
   if (i === pos || i === lineEnd || buf[i] !== SP) return fail(400, 'invalid request method')
   const methodEnd = i
   const targetStart = ++i
-  while (i < lineEnd && TARGET_CHAR[buf[i] as number] === 1) i++
+  let q = -1
+  for (; i < lineEnd; i++) {
+    const c = buf[i] as number
+    if (TARGET_CHAR[c] !== 1) break
+    if (c === 0x3f && q === -1) q = i
+  }
   if (i === targetStart) return fail(400, 'invalid request line')
   if (i === lineEnd) return fail(400, 'invalid request line')
   if (buf[i] !== SP) return fail(400, 'invalid character in the request target')
@@ -176,30 +191,28 @@ export function parseRequestHead (buf: Buffer, maxHeadBytes: number): RequestHea
   if (major !== 1 || minor > 1) return fail(505, 'HTTP version not supported')
   const versionMinor = minor as 0 | 1
 
-  const method = methodString(buf, pos, methodEnd)
-  if (!METHODS.has(method)) return fail(501, 'method not implemented')
+  const method = knownMethod(buf, pos, methodEnd)
+  if (method === undefined) return fail(501, 'method not implemented')
 
-  const target = buf.toString('latin1', targetStart, targetEnd)
-  let path: string
-  let query = ''
+  // The target's form decides where its path starts (byte indices; the strings come later).
+  let pathStart = targetStart
   let absolute = false
   const first = buf[targetStart]
   if (method === 'CONNECT') {
     // RFC 9112 §3.2.3: CONNECT takes authority-form (host:port) and nothing else.
-    for (let k = targetStart; k < targetEnd; k++) if (AUTHORITY_CHAR[buf[k] as number] !== 1) return fail(400, 'invalid CONNECT target')
-    const colon = target.lastIndexOf(':')
-    if (colon <= 0 || colon === target.length - 1) return fail(400, 'invalid CONNECT target')
-    for (let k = targetStart + colon + 1; k < targetEnd; k++) if ((buf[k] as number) < 0x30 || (buf[k] as number) > 0x39) return fail(400, 'invalid CONNECT target')
-    path = target
-  } else if (first === 0x2f) {
-    const q = target.indexOf('?')
-    path = q === -1 ? target : target.slice(0, q)
-    if (q !== -1) query = target.slice(q + 1)
+    let colon = -1
+    for (let k = targetStart; k < targetEnd; k++) {
+      const c = buf[k] as number
+      if (AUTHORITY_CHAR[c] !== 1) return fail(400, 'invalid CONNECT target')
+      if (c === 0x3a) colon = k
+    }
+    if (colon <= targetStart || colon === targetEnd - 1) return fail(400, 'invalid CONNECT target')
+    for (let k = colon + 1; k < targetEnd; k++) if ((buf[k] as number) < 0x30 || (buf[k] as number) > 0x39) return fail(400, 'invalid CONNECT target')
+    q = -1
   } else if (first === 0x2a && targetEnd - targetStart === 1) {
     // RFC 9112 §3.2.4: asterisk-form is for OPTIONS only.
     if (method !== 'OPTIONS') return fail(400, 'asterisk-form target with a method other than OPTIONS')
-    path = '*'
-  } else {
+  } else if (first !== 0x2f) {
     // RFC 9112 §3.2.2: absolute-form; only http(s) makes sense to a reverse proxy.
     const authStart = schemeEnd(buf, targetStart, targetEnd)
     if (authStart === -1 || !isHttpScheme(buf, targetStart, authStart - 3)) return fail(400, 'invalid request target')
@@ -209,15 +222,11 @@ export function parseRequestHead (buf: Buffer, maxHeadBytes: number): RequestHea
       k++
     }
     if (k === authStart) return fail(400, 'empty authority in the request target')
-    const rest = k - targetStart
-    const q = target.indexOf('?', rest)
-    path = q === -1 ? target.slice(rest) : target.slice(rest, q)
-    if (path === '') path = '/'
-    if (q !== -1) query = target.slice(q + 1)
+    pathStart = k
     absolute = true
   }
 
-  const s = scanFieldSection(buf, lf + 1, maxHeadBytes)
+  const s = scanFieldSection(buf, lf + 1, maxHeadBytes, pos)
   if (s === INCOMPLETE) return INCOMPLETE_RESULT
   if (s === TOO_LARGE) return fail(431, 'request head too large')
   if (typeof s === 'string') return fail(400, s)
@@ -238,5 +247,11 @@ export function parseRequestHead (buf: Buffer, maxHeadBytes: number): RequestHea
     // RFC 9112 §6.1: a server answers 501 to a transfer coding it does not understand.
     if (s.otherCoding) return fail(501, 'transfer coding not implemented')
   }
+  const text = s.text
+  const target = text.slice(targetStart - pos, targetEnd - pos)
+  const pathEnd = q === -1 ? targetEnd : q
+  // An absolute-form target without a path stands for "/" (RFC 9112 §3.2.1).
+  const path = pathStart === pathEnd && absolute ? '/' : pathStart === targetStart && pathEnd === targetEnd ? target : text.slice(pathStart - pos, pathEnd - pos)
+  const query = q === -1 ? '' : text.slice(q + 1 - pos, targetEnd - pos)
   return { kind: 'head', head: new Head(method, target, path, query, absolute, versionMinor, pos, s) }
 }

@@ -64,19 +64,18 @@ export function parseResponseHead (buf: Buffer, maxHeadBytes: number, requestMet
   }
   // RFC 9110 §15: status codes run from 100; llhttp takes 000-099, which no client could be sent.
   if (status < 100) return fail('invalid status code')
-  let reason = ''
   if (lineEnd > p + 12) {
     if (buf[p + 12] !== SP) return fail('invalid status line')
     for (let i = p + 13; i < lineEnd; i++) if (FIELD_CHAR[buf[i] as number] !== 1) return fail('invalid character in the reason phrase')
-    reason = buf.toString('latin1', p + 13, lineEnd)
   }
   const versionMinor = minor as 0 | 1
 
-  const s = scanFieldSection(buf, lf + 1, maxHeadBytes)
+  const s = scanFieldSection(buf, lf + 1, maxHeadBytes, p)
   if (s === INCOMPLETE) return INCOMPLETE_RESULT
   if (s === TOO_LARGE) return fail('response head too large')
   if (typeof s === 'string') return fail(s)
   if (typeof s === 'number') return fail('invalid head')
+  const reason = lineEnd > p + 13 ? s.text.slice(13, lineEnd - p) : ''
 
   if (s.contentLengthError !== undefined) return fail(s.contentLengthError)
   const te = s.transferEncodingCount > 0

@@ -10,6 +10,8 @@ export interface NodeRequest {
   method: string
   url: string
   rawHeaders: string[]
+  /** Node's IncomingMessage.headers, joined by its rules. */
+  headers: Record<string, string | string[]>
   body: string
   trailers: string[]
   /** The body ended as its framing said (false: the connection ended or failed first). */
@@ -41,7 +43,7 @@ export class RequestOracle {
     const oracle = new RequestOracle(server)
     const onRequest = (req: http.IncomingMessage, res: http.ServerResponse): void => {
       const rec = oracle.#record(req.socket)
-      const r: NodeRequest = { method: req.method ?? '', url: req.url ?? '', rawHeaders: req.rawHeaders, body: '', trailers: [], complete: false, upgrade: false }
+      const r: NodeRequest = { method: req.method ?? '', url: req.url ?? '', rawHeaders: req.rawHeaders, headers: { ...req.headers } as Record<string, string | string[]>, body: '', trailers: [], complete: false, upgrade: false }
       rec.requests.push(r)
       req.setEncoding('latin1')
       req.on('data', (d: string) => { r.body += d })
@@ -55,7 +57,7 @@ export class RequestOracle {
     // Node answers an Expect other than 100-continue with 417 itself unless this is listened to.
     server.on('checkExpectation', onRequest)
     const tunnel = (req: http.IncomingMessage, socket: net.Socket): void => {
-      oracle.#record(socket).requests.push({ method: req.method ?? '', url: req.url ?? '', rawHeaders: req.rawHeaders, body: '', trailers: [], complete: true, upgrade: true })
+      oracle.#record(socket).requests.push({ method: req.method ?? '', url: req.url ?? '', rawHeaders: req.rawHeaders, headers: { ...req.headers } as Record<string, string | string[]>, body: '', trailers: [], complete: true, upgrade: true })
       socket.destroy()
     }
     server.on('upgrade', tunnel)
