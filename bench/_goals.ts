@@ -10,6 +10,8 @@ export interface MemoryFigures {
   readonly fresh: Readonly<Record<string, number>>
   readonly peak: Readonly<Record<string, number>>
   readonly idle: Readonly<Record<string, { rss: number, perStream: number }>>
+  /** RSS growth per slow download (a client that stopped reading), by column. */
+  readonly slow: Readonly<Record<string, number>>
 }
 
 function signed (x: number): string {
@@ -58,6 +60,7 @@ export function computeGoals (samples: Samples, mem: MemoryFigures): Goal[] {
   const fresh = (col: string): string => mem.fresh[col] === undefined ? '?' : (mem.fresh[col] / MiB).toFixed(1)
   const peak = mem.peak.sidecar
   const perStream = mem.idle.sidecar?.perStream
+  const perSlow = mem.slow.sidecar
   return [
     atMost('GET 100 B ×64: sidecar CPU/request ≤ 1.5× nginx', 1.5, M.cpu, ['get64', 'sidecar'], ['get64', 'nginx'], 'nginx', 'µs', floorToo(M.cpu, 'get64', 'nginx')),
     atLeast('GET 100 B ×64: sidecar req/s ≥ 0.75× nginx', 0.75, M.rps, ['get64', 'sidecar'], ['get64', 'nginx'], 'nginx', 0, floorToo(M.rps, 'get64', 'nginx')),
@@ -70,6 +73,9 @@ export function computeGoals (samples: Samples, mem: MemoryFigures): Goal[] {
     peak === undefined
       ? { goal: 'Sidecar peak RSS under these loads ≤ 100 MiB', measured: 'not measured', met: null }
       : { goal: 'Sidecar peak RSS under these loads ≤ 100 MiB', measured: `${(peak / MiB).toFixed(1)} MiB; a fresh process: ${fresh('sidecar')} MiB (node-floor ${fresh('node-floor')}, http-proxy ${fresh('http-proxy')})`, met: peak <= 100 * MiB },
+    perSlow === undefined
+      ? { goal: 'Sidecar memory held per slow download ≤ 256 KiB', measured: 'not measured', met: null }
+      : { goal: 'Sidecar memory held per slow download ≤ 256 KiB', measured: `${(perSlow / 1024).toFixed(1)} KiB of RSS growth per download${mem.slow.nginx === undefined ? '' : ` (nginx ${(mem.slow.nginx / 1024).toFixed(1)} KiB)`}`, met: perSlow <= 256 * 1024 },
     perStream === undefined
       ? { goal: 'Sidecar RSS per idle open stream < 60 KiB (issue #5)', measured: 'not measured', met: null }
       : { goal: 'Sidecar RSS per idle open stream < 60 KiB (issue #5)', measured: `${(perStream / 1024).toFixed(1)} KiB`, met: perStream < 60 * 1024 },

@@ -12,7 +12,7 @@ import { FULL, QUICK, PATHS, livewireBody, type BenchParams } from './_config.ts
 import { startFakeMachinesApi } from './_machines-api.ts'
 import { detectPinning, pinSelf, cpuSeconds, memory, stopChild, type Child } from './_procs.ts'
 import { writeWrkScript, runWrk, type WrkResult } from './_wrk.ts'
-import { runStreams, quantile, openIdleStreams } from './_streams.ts'
+import { runStreams, quantile, openIdleStreams, openSlowDownloads } from './_streams.ts'
 import { checkTarget, LIVEWIRE_HEADERS } from './check.ts'
 import {
   ROOT, SIDECAR_CONFIG, SIDECAR_SRC, TARGETS, buildSidecarBundle, startApp, directTarget, startNginx, startHttpProxy, startNodeFloor,
@@ -194,6 +194,28 @@ async function main (): Promise<void> {
   }
   log('idle streams measured')
 
+  // Memory held per slow download: clients that take the first bytes of the 16 MiB body and then
+  // stop reading, in a process that has not run the loads yet.
+  const SLOW_DOWNLOADS = 16
+  const slow: Record<string, number> = {}
+  for (const column of columns) {
+    if (targets[column] === undefined || column === 'direct') continue
+    const t = targets[column] as Target
+    try {
+      const before = memory(t.pid).rss
+      const held = await openSlowDownloads(t.base, SLOW_DOWNLOADS)
+      await sleep(1500)
+      const during = memory(t.pid).rss
+      held.close()
+      if (held.problem !== null) notes.push(`slow downloads on ${column}: ${held.problem}`)
+      if (held.opened > 0) slow[column] = Math.max(0, during - before) / held.opened
+      await sleep(500)
+    } catch (err) {
+      notes.push(`slow downloads on ${column}: ${(err as Error).message}`)
+    }
+  }
+  log('slow downloads measured')
+
   // Correctness before timing.
   for (const [key, t] of Object.entries(targets)) {
     const problems = await checkTarget(t.base, { appBase, sidecar: key.startsWith('sidecar'), streamIntervalMs: params.streamIntervalMs })
@@ -313,6 +335,7 @@ async function main (): Promise<void> {
   extraRows.push(memRow('all loads above', 'peak RSS MiB ↓', (col) => peak[col], mib))
   extraRows.push(memRow(`${params.idleStreams.toLocaleString('en-US')} idle open streams`, 'RSS MiB ↓', (col) => idle[col]?.rss, mib))
   extraRows.push(memRow(`${params.idleStreams.toLocaleString('en-US')} idle open streams`, 'KiB per stream ↓', (col) => idle[col]?.perStream, kib))
+  extraRows.push(memRow(`${SLOW_DOWNLOADS} slow downloads of 16 MiB (first bytes read, then none)`, 'RSS growth KiB per download ↓', (col) => slow[col], kib))
 
   // Stop everything before writing (so a profile is flushed).
   for (const t of [...running].reverse()) await stopTarget(t)
@@ -320,7 +343,7 @@ async function main (): Promise<void> {
   await api.close()
 
   // ── report ─────────────────────────────────────────────────────────────
-  const goals = computeGoals(samples, { fresh, peak, idle })
+  const goals = computeGoals(samples, { fresh, peak, idle, slow })
 
   const cpuModel = os.cpus()[0]?.model ?? '?'
   const commit = spawnSync('git', ['-C', ROOT, 'log', '-1', '--format=%h %cI'], { encoding: 'utf8' }).stdout.trim()

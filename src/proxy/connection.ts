@@ -37,6 +37,11 @@ export interface ConnectionLimits {
   readonly keepAliveTimeoutMs: number
 }
 
+/** What learns that an exchange ended without a complete response (the forwarder's request). */
+export interface AbortListener {
+  clientGone (): void
+}
+
 const EMPTY = Buffer.alloc(0)
 const CONTINUE = Buffer.from('HTTP/1.1 100 Continue\r\n\r\n', 'latin1')
 
@@ -63,7 +68,6 @@ export class Exchange {
   private continued = false
   /** Decoded body bytes for the body rules (readPrefix), while they are read. */
   private tap: ((buf: Buffer, from: number, to: number) => void) | undefined = undefined
-  private abortListeners: (() => void)[] | undefined = undefined
   /** Body bytes are read only to be thrown away (the response is done, the body was not wanted). */
   private discarding = false
 
@@ -81,27 +85,29 @@ export class Exchange {
 
   get socket (): Socket { return this.conn.socket }
 
-  private doneListeners: (() => void)[] | undefined = undefined
+  private doneListener: (() => void) | undefined = undefined
+  private abortListener: AbortListener | undefined = undefined
   private settled = false
 
   /** Calls `fn` once when the exchange is over: its response complete, or aborted. */
   onDone (fn: () => void): void {
     if (this.settled) { fn(); return }
-    (this.doneListeners ??= []).push(fn)
+    const before = this.doneListener
+    this.doneListener = before === undefined ? fn : () => { before(); fn() }
   }
 
   private settle (): void {
     if (this.settled) return
     this.settled = true
-    const listeners = this.doneListeners
-    this.doneListeners = undefined
-    if (listeners !== undefined) for (const fn of listeners) fn()
+    const fn = this.doneListener
+    this.doneListener = undefined
+    fn?.()
   }
 
-  /** Calls `fn` once if the exchange ends without a complete response. */
-  onAbort (fn: () => void): void {
-    if (this.aborted) { fn(); return }
-    (this.abortListeners ??= []).push(fn)
+  /** `l.clientGone()` runs once if the exchange ends without a complete response (one listener). */
+  onAbort (l: AbortListener): void {
+    if (this.aborted) { l.clientGone(); return }
+    this.abortListener = l
   }
 
   /** `Expect: 100-continue`: the client waits for this before sending the body. */
@@ -284,9 +290,9 @@ export class Exchange {
     if (this.aborted || (this.finished && this.bodyDone)) return
     this.aborted = true
     this.bodyWaiter?.(reason)
-    const listeners = this.abortListeners
-    this.abortListeners = undefined
-    if (listeners !== undefined) for (const fn of listeners) fn()
+    const l = this.abortListener
+    this.abortListener = undefined
+    l?.clientGone()
     this.settle()
     this.conn.close(this.started && !this.finished)
   }
@@ -305,13 +311,26 @@ export class Exchange {
     return this.conn.socket.write(buf)
   }
 
+  /** Writes response text (a head) as latin1 bytes. */
+  writeText (text: string): boolean {
+    this.started = true
+    return this.conn.socket.write(text, 'latin1')
+  }
+
   /** The response is complete. */
   end (last?: Buffer | string): void {
     if (this.finished || this.aborted) return
     this.started = true
     if (last !== undefined) this.conn.socket.write(last)
     this.finished = true
-    if (!this.bodyDone && this.sink === undefined) this.discarding = true
+    if (!this.bodyDone && this.sink === undefined) {
+      // The body was not wanted (a replay by path, an error): what is left of it is read and
+      // dropped, as Node's server does, so that the connection can carry the next request.
+      this.discarding = true
+      this.queue = []
+      this.queued = 0
+      this.blocked = false
+    }
     this.settle()
     this.conn.responseDone(this)
   }
@@ -330,6 +349,8 @@ export class Exchange {
     this.conn.socket.destroy()
   }
 }
+
+function parseNext (c: ClientConnection): void { c.next() }
 
 /** One client connection. */
 export class ClientConnection {
@@ -384,7 +405,7 @@ export class ClientConnection {
   }
 
   /** Parses and starts requests while there are bytes and no exchange runs. */
-  private next (): void {
+  next (): void {
     while (this.current === undefined && !this.gone) {
       const buf = this.pending
       if (buf === undefined || buf.length === 0) {
@@ -455,7 +476,7 @@ export class ClientConnection {
     this.headSince = 0
     if (this.pending !== undefined && this.pending.length > 0) this.headSince = performance.now()
     // Not from inside the caller's stack: it may still be writing.
-    process.nextTick(() => { this.next() })
+    process.nextTick(parseNext, this)
   }
 
   /** Pauses or resumes reading from the client for the current needs. */

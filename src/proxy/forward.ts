@@ -10,7 +10,7 @@ import { ChunkedDecoder } from '../http/chunked.ts'
 import { parseResponseHead, type ResponseHead } from '../http/response-head.ts'
 import { upstreamRequestHead, requestTarget, responseHeadText } from './headers.ts'
 import { isConnectionRefused, upstreamError, upstreamFault } from './errors-map.ts'
-import type { BodySink, Exchange } from './connection.ts'
+import type { AbortListener, BodySink, Exchange } from './connection.ts'
 import { UpstreamPool, idleTimeoutFor, type UpstreamUser } from './upstream.ts'
 
 export interface ForwarderOptions {
@@ -83,11 +83,11 @@ function closedError (): Error {
 }
 
 /** One proxied request. */
-class Proxied implements BodySink, UpstreamUser {
+class Proxied implements BodySink, UpstreamUser, AbortListener {
   readonly shared: Shared
   readonly ex: Exchange
   readonly pool: UpstreamPool
-  readonly headBytes: Buffer
+  readonly headText: string
   socket: net.Socket | undefined = undefined
   phase: number = enum_.CONNECTING
   reused = false
@@ -124,21 +124,21 @@ class Proxied implements BodySink, UpstreamUser {
   upDrain (): void { this.ex.resumeBody() }
   upTimeout (): void { this.onUpError(Object.assign(new Error('connect timed out'), { code: 'ETIMEDOUT' })) }
 
-  readonly onClientDrain = (): void => { this.waitingDrain = false; this.socket?.resume() }
+  /** Made once a client's buffer first fills: most responses never need it. */
+  onClientDrain: (() => void) | undefined = undefined
 
-  readonly onTap = (buf: Buffer, from: number, to: number): void => {
-    if (this.unchunk) { if (to > from) this.ex.write(buf.subarray(from, to)) } else this.dataTo = to
-  }
+  /** The decoder's data callback, made for chunked responses only. */
+  onTap: ((buf: Buffer, from: number, to: number) => void) | undefined = undefined
 
   constructor (shared: Shared, ex: Exchange, pool: UpstreamPool, path: string) {
     this.shared = shared
     this.ex = ex
     this.pool = pool
-    this.headBytes = upstreamRequestHead(ex.head, path, ex.remoteAddress, pool.authority)
+    this.headText = upstreamRequestHead(ex.head, path, ex.remoteAddress, pool.authority)
   }
 
   start (): void {
-    this.ex.onAbort(() => { this.clientGone() })
+    this.ex.onAbort(this)
     if (!this.ex.aborted) this.attempt(false)
   }
 
@@ -169,11 +169,11 @@ class Proxied implements BodySink, UpstreamUser {
     this.shared.awaiting.add(this)
     if (this.ex.head.body === 'none') {
       this.bodySent = true
-      socket.write(this.headBytes)
+      socket.write(this.headText, 'latin1')
     } else if (!this.bodyAttached) {
       // The head and the body bytes read so far in one write.
       socket.cork()
-      socket.write(this.headBytes)
+      socket.write(this.headText, 'latin1')
       this.bodyAttached = true
       this.ex.attachBody(this)
       socket.uncork()
@@ -244,6 +244,9 @@ class Proxied implements BodySink, UpstreamUser {
     if (head.body === 'chunked') {
       if (http10) { this.unchunk = true; ex.keepAlive = false } else framing = 'Transfer-Encoding: chunked\r\n'
       this.decoder = new ChunkedDecoder()
+      this.onTap = (buf, from, to) => {
+        if (this.unchunk) { if (to > from) this.ex.write(buf.subarray(from, to)) } else this.dataTo = to
+      }
     } else if (head.body === 'close') {
       if (http10) ex.keepAlive = false
       else { this.wrapChunks = true; framing = 'Transfer-Encoding: chunked\r\n' }
@@ -255,7 +258,7 @@ class Proxied implements BodySink, UpstreamUser {
     this.responded = true
     this.shared.onStream?.(1)
     this.phase = enum_.BODY
-    ex.write(text.head)
+    ex.writeText(text.head)
   }
 
   body (chunk: Buffer, start: number): void {
@@ -294,7 +297,7 @@ class Proxied implements BodySink, UpstreamUser {
     if (!ok && !this.waitingDrain) {
       this.waitingDrain = true
       this.socket?.pause()
-      ex.socket.once('drain', this.onClientDrain)
+      ex.socket.once('drain', this.onClientDrain ??= () => { this.waitingDrain = false; this.socket?.resume() })
     }
   }
 
@@ -325,7 +328,7 @@ class Proxied implements BodySink, UpstreamUser {
     const s = this.socket
     this.socket = undefined
     this.framing = undefined
-    if (this.waitingDrain) { this.ex.socket.off('drain', this.onClientDrain); this.waitingDrain = false }
+    if (this.waitingDrain) { this.ex.socket.off('drain', this.onClientDrain as () => void); this.waitingDrain = false }
     if (s !== undefined) {
       if (res.keepAlive && this.bodySent && !extra && !this.shared.closed) this.pool.release(s, this.idleMs)
       else this.pool.drop(s)
@@ -392,7 +395,7 @@ class Proxied implements BodySink, UpstreamUser {
     this.clearTimer()
     this.shared.waiting.delete(this)
     this.dropSocket()
-    if (this.waitingDrain) { this.ex.socket.off('drain', this.onClientDrain); this.waitingDrain = false }
+    if (this.waitingDrain) { this.ex.socket.off('drain', this.onClientDrain as () => void); this.waitingDrain = false }
     if (this.responded) this.shared.onStream?.(-1)
   }
 

@@ -160,67 +160,52 @@ export interface HeadToForward {
 }
 
 /**
- * The request head for the app, as latin1 bytes: the request line with `path` (origin-form),
+ * The request head for the app, as latin1 text: the request line with `path` (origin-form),
  * `host` first (the client's, else the upstream's authority) and `connection: keep-alive` (the
  * connection to the app is the sidecar's own), the client's fields as forwardRequestHeaders
- * edits them, then the body's framing: `content-length` or `transfer-encoding: chunked`.
+ * edits them, then the body's framing: `content-length` or `transfer-encoding: chunked`. One pass
+ * to learn the fields that change others, one to write.
  */
-export function upstreamRequestHead (head: HeadToForward, path: string, remoteAddress: string | undefined, authority: string): Buffer {
-  const fields = rewrite(head.rawHeaders, remoteAddress, true).headers
+export function upstreamRequestHead (head: HeadToForward, path: string, remoteAddress: string | undefined, authority: string): string {
+  const raw = head.rawHeaders
   let host: string | undefined
-  let text = ''
-  for (let i = 0; i < fields.length; i += 2) {
-    const name = fields[i] as string
-    if (name.length === 4 && name.toLowerCase() === 'host') { host ??= fields[i + 1] as string; continue }
-    if (name.length === 14 && name.toLowerCase() === 'content-length') continue
-    text += `${name}: ${fields[i + 1] as string}\r\n`
-  }
-  const framing = head.body === 'length'
-    ? `content-length: ${head.contentLength}\r\n`
-    : head.body === 'chunked'
-      ? 'transfer-encoding: chunked\r\n'
-      : PAYLOAD_METHODS.has(head.method) ? 'content-length: 0\r\n' : ''
-  return Buffer.from(`${head.method} ${path} HTTP/1.1\r\nhost: ${host ?? authority}\r\nconnection: keep-alive\r\n${text}${framing}\r\n`, 'latin1')
-}
-
-/** A response head for the client. */
-export interface ResponseFields {
-  /** Flat `[name, value, ...]`, as the app spelled and ordered them, hop-by-hop fields removed. */
-  readonly headers: string[]
-  /** The app sent `content-length`: the body is a known size, not an open-ended stream. */
-  readonly hasLength: boolean
-  /** The app's `Keep-Alive` value (its idle timeout for the connection), if any. */
-  readonly keepAlive?: string
-}
-
-/**
- * The response fields for the client: the app's raw fields minus hop-by-hop fields and the fields
- * `connection` names.
- */
-export function responseHeaders (raw: readonly (Buffer | string)[]): ResponseFields {
-  const out: string[] = []
+  let lastXff = -1
+  let hasProto = false
+  let hasXHost = false
   let connection: string[] | undefined
-  let hasLength = false
-  let keepAlive: string | undefined
   for (let i = 0; i < raw.length; i += 2) {
-    const n = raw[i] as Buffer | string
-    const v = raw[i + 1] as Buffer | string
-    const name = typeof n === 'string' ? n : n.toString('latin1')
-    const value = typeof v === 'string' ? v : v.toString('latin1')
-    if (name.length <= LONGEST_INTERESTING) {
+    const name = raw[i] as string
+    const n = name.length
+    if (n === 4 || n === 10 || n === 15 || n === 16 || n === 17) {
       const lower = name.toLowerCase()
-      if (HOP_BY_HOP.has(lower)) {
-        if (lower === 'connection') (connection ??= []).push(value)
-        else if (lower === 'keep-alive') keepAlive = value
-        continue
-      }
-      if (lower === 'content-length') hasLength = true
+      if (lower === 'host') host = raw[i + 1] as string
+      else if (lower === 'connection') (connection ??= []).push(raw[i + 1] as string)
+      else if (lower === 'x-forwarded-for') lastXff = i
+      else if (lower === 'x-forwarded-proto') hasProto = true
+      else if (lower === 'x-forwarded-host') hasXHost = true
     }
-    out.push(name, value)
   }
   const named = connection === undefined ? undefined : connectionNamed(connection)
-  const headers = named === undefined ? out : without(out, named)
-  return keepAlive === undefined ? { headers, hasLength } : { headers, hasLength, keepAlive }
+  const address = clientAddress(remoteAddress)
+  let text = `${head.method} ${path} HTTP/1.1\r\nhost: ${host ?? authority}\r\nconnection: keep-alive\r\n`
+  for (let i = 0; i < raw.length; i += 2) {
+    const name = raw[i] as string
+    if (name.length <= LONGEST_INTERESTING) {
+      const lower = name.toLowerCase()
+      if (lower === 'host' || lower === 'content-length' || lower === 'transfer-encoding' || REQUEST_DROPS.has(lower)) continue
+      if (named !== undefined && named.has(lower)) continue
+    } else if (named !== undefined && named.has(name.toLowerCase())) {
+      continue
+    }
+    text += i === lastXff && address !== undefined ? `${name}: ${raw[i + 1] as string}, ${address}\r\n` : `${name}: ${raw[i + 1] as string}\r\n`
+  }
+  if (lastXff === -1 && address !== undefined) text += `x-forwarded-for: ${address}\r\n`
+  if (!hasProto) text += 'x-forwarded-proto: http\r\n'
+  if (!hasXHost && host !== undefined) text += `x-forwarded-host: ${host}\r\n`
+  if (head.body === 'length') text += `content-length: ${head.contentLength}\r\n`
+  else if (head.body === 'chunked') text += 'transfer-encoding: chunked\r\n'
+  else if (PAYLOAD_METHODS.has(head.method)) text += 'content-length: 0\r\n'
+  return text + '\r\n'
 }
 
 /** What the client's response head is built from. */
@@ -231,15 +216,33 @@ export interface ResponseToPass {
 }
 
 /**
- * The response head for the client as latin1 bytes: the app's status and reason (`fallbackReason`
+ * The response head for the client as latin1 text: the app's status and reason (`fallbackReason`
  * when it sent none), its fields as responseHeaders edits them, then the sidecar's own
  * `connection` field and framing. Also the app's `Keep-Alive` value, for the idle pool.
  */
-export function responseHeadText (res: ResponseToPass, fallbackReason: string, connection: string, framing: string): { head: Buffer, keepAlive: string | undefined } {
-  const fields = responseHeaders(res.rawHeaders)
+export function responseHeadText (res: ResponseToPass, fallbackReason: string, connection: string, framing: string): { head: string, keepAlive: string | undefined } {
+  const raw = res.rawHeaders
+  let conn: string[] | undefined
+  let keepAlive: string | undefined
+  for (let i = 0; i < raw.length; i += 2) {
+    const n = (raw[i] as string).length
+    if (n === 10 || n === 16) {
+      const lower = (raw[i] as string).toLowerCase()
+      if (lower === 'connection') (conn ??= []).push(raw[i + 1] as string)
+      else if (lower === 'keep-alive') keepAlive = raw[i + 1] as string
+    }
+  }
+  const named = conn === undefined ? undefined : connectionNamed(conn)
   let text = `HTTP/1.1 ${res.status} ${res.reason === '' ? fallbackReason : res.reason}\r\n`
-  const h = fields.headers
-  for (let i = 0; i < h.length; i += 2) text += `${h[i] as string}: ${h[i + 1] as string}\r\n`
-  text += connection + framing + '\r\n'
-  return { head: Buffer.from(text, 'latin1'), keepAlive: fields.keepAlive }
+  for (let i = 0; i < raw.length; i += 2) {
+    const name = raw[i] as string
+    if (name.length <= LONGEST_INTERESTING) {
+      const lower = name.toLowerCase()
+      if (HOP_BY_HOP.has(lower) || (named !== undefined && named.has(lower))) continue
+    } else if (named !== undefined && named.has(name.toLowerCase())) {
+      continue
+    }
+    text += `${name}: ${raw[i + 1] as string}\r\n`
+  }
+  return { head: text + connection + framing + '\r\n', keepAlive }
 }
