@@ -10,6 +10,7 @@ import fc from 'fast-check'
 import { parseRequestHead } from '../../src/http/request-head.ts'
 import { ChunkedDecoder } from '../../src/http/chunked.ts'
 import { RequestOracle, type NodeRequest, type NodeRequestOutcome } from './llhttp-oracle.ts'
+import { requestBytes } from './generators.ts'
 
 const MAX_HEAD = 16 * 1024
 
@@ -99,110 +100,6 @@ function disagreement (o: OurOutcome, l: NodeRequestOutcome): string | undefined
     if (!same(a, b)) return `request ${i} differs: ours ${JSON.stringify(a)}, llhttp ${JSON.stringify(b)}`
   }
 }
-
-// ── generators ────────────────────────────────────────────────────────────────────────────────
-
-const pick = <T>(...xs: T[]): fc.Arbitrary<T> => fc.constantFrom(...xs)
-const weighted = <T>(...xs: Array<[number, fc.Arbitrary<T>]>): fc.Arbitrary<T> => fc.oneof(...xs.map(([weight, arbitrary]) => ({ weight, arbitrary })))
-const str = (chars: string, min: number, max: number): fc.Arbitrary<string> => fc.string({ unit: fc.constantFrom(...chars), minLength: min, maxLength: max })
-
-const HOSTILE = ['\x00', '\r', '\n', '\t', ' ', '\x7f', '\x80', '\xff', '\x01', '\x0b', ':', ';', ',', '"', '#']
-
-const method = weighted<string>([30, pick('GET', 'POST', 'PUT', 'DELETE', 'PATCH')], [2, pick('HEAD', 'OPTIONS', 'QUERY', 'M-SEARCH', 'PROPFIND')], [1, pick('get', 'FOO', 'CONNECT', 'G ET', 'GE\x00T', '')])
-const pathChars = 'abz019/-._~%!$&\'()*+,;=:@?'
-const target = weighted<string>(
-  [40, str(pathChars, 0, 20).map((s) => '/' + s)],
-  [1, pick('*', 'http://a.example/x?y', 'HTTPS://a.example', 'http://u@a/x', 'ftp://a/b', 'a/b', 'a.example:443', '/a#b', '/a{|}', '/\xe9', '/a\tb', '/a b', `/${'x'.repeat(3000)}`)]
-)
-const version = weighted<string>([40, pick('HTTP/1.1')], [4, pick('HTTP/1.0')], [1, pick('HTTP/2.0', 'HTTP/1.2', 'http/1.1', 'HTTP/1.1 ', 'HTTP/1', 'HTTP/0.9', '')])
-const sep = weighted<string>([60, pick(' ')], [1, pick('  ', '\t', '')])
-const nameArb = weighted<string>(
-  [30, pick('Accept', 'X-A', 'x-b', 'Cookie', 'Set-Cookie', 'User-Agent', 'Content-Type', 'Referer', 'Expect', 'Upgrade', 'Connection', 'Host', 'Trailer')],
-  [10, str('abcXYZ019-_.!#$%&\'*+^`|~', 1, 12)],
-  [1, pick('X A', 'X-A ', ' X-A', 'X(A)', '', 'X\x00', 'Content-Length\t', 'Transfer-Encoding ')]
-)
-const valueChar = weighted<string>([200, fc.constantFrom(...'abcXYZ012 =/;,.-"\'()<>@[]{}?!~')], [3, pick('\t', ' ')], [2, pick('\x80', '\xe9', '\xff')], [1, fc.constantFrom(...HOSTILE)])
-const valueArb = weighted<string>([30, fc.string({ unit: valueChar, maxLength: 24 })], [1, pick(' \t padded \t ', '', '  ', `${'v'.repeat(4000)}`, 'a\r\n b', 'a\r\n\tb', 'keep-alive, Upgrade', 'close', 'Keep-Alive', '100-continue', 'websocket')])
-const colon = weighted<string>([60, pick(': ', ':')], [1, pick(' : ', '\t:', ':\t', ':  ')])
-const header = fc.tuple(nameArb, colon, valueArb).map(([n, c, v]) => `${n}${c}${v}`)
-
-const bodyArb = weighted<string>([3, pick('')], [6, fc.string({ unit: fc.constantFrom(...'abc{}":=&\r\n\x00\xff0 '), maxLength: 60 })])
-const hexSize = (n: number): fc.Arbitrary<string> => pick(n.toString(16), n.toString(16).toUpperCase(), `00${n.toString(16)}`, n.toString(16))
-const ext = weighted<string>([30, pick('')], [3, pick(';a', ';a=b', ';a="q d"', ';a="x\\"y";b', ';a=b;c')], [1, pick(' ;a', ';a =b', ';a= b', ';', ';"x"', ';a=\x00', '; a', ' ', '\t')])
-const trailerArb = weighted<string>([12, pick('')], [3, pick('X-T: 1\r\n', 'X-T: 1\r\nX-U:  2 \r\n')], [1, pick('X-T : 1\r\n', 'X-T: 1\r\n 2\r\n', 'X-T\r\n', 'X-T: \x00\r\n', 'X-T: 1\n', 'Content-Length: 5\r\n')])
-
-/** A body in chunks: sizes from the cut points, each size spelt one way, extensions, trailers. */
-const chunkedBody = (body: string): fc.Arbitrary<string> => fc.tuple(
-  fc.uniqueArray(fc.nat({ max: Math.max(0, body.length) }), { maxLength: 3 }),
-  fc.array(fc.tuple(hexSize(0), ext), { minLength: 4, maxLength: 4 }),
-  ext, trailerArb,
-  weighted<string>([40, pick('\r\n')], [1, pick('\n', '\r', '', 'x\r\n')])
-).chain(([cuts, spell, lastExt, trailers, afterData]) => {
-  const points = [...new Set([0, ...cuts, body.length])].sort((x, y) => x - y)
-  const pieces = points.slice(1).map((p, k) => body.slice(points[k], p)).filter((p) => p.length > 0)
-  return fc.tuple(...pieces.map((p) => hexSize(p.length)), fc.constant(0)).map((sizes) => {
-    let s = ''
-    pieces.forEach((p, k) => { s += `${sizes[k] as string}${spell[k % spell.length]?.[1] ?? ''}\r\n${p}${k === pieces.length - 1 ? afterData : '\r\n'}` })
-    return `${s}0${lastExt}\r\n${trailers}\r\n`
-  })
-})
-
-/** One request: its head lines and body with a framing, honest or not. */
-const message = fc.record({
-  leading: weighted<string>([30, pick('')], [1, pick('\r\n', '\n', '\r\n\r\n')]),
-  method,
-  sp1: sep,
-  target,
-  sp2: sep,
-  version,
-  host: weighted<string>([40, pick('Host: a.example\r\n')], [1, pick('', 'Host: \r\n', 'Host: a\r\nHost: a\r\n', 'Host: a/b\r\n', 'host:  x:8080 \r\n')]),
-  headers: fc.array(header, { maxLength: 4 }),
-  body: bodyArb,
-  framing: weighted<string>([6, pick('length')], [6, pick('chunked')], [3, pick('none')], [3, pick('hostile')]),
-  te: weighted<string>([30, pick('chunked')], [1, pick('Chunked', 'chunked, chunked', 'gzip, chunked', 'chunked, gzip', 'identity', 'chunked;x', ', chunked', 'chunked,', ' chunked ', 'CHUNKED')]),
-  clSpell: weighted<string>([30, pick('%d')], [1, pick('0%d', '+%d', '%d, %d', ' %d ', '%d.0', '-%d')]),
-  hostile: pick('cl+te', 'te+cl', 'cl cl', 'cl cl2', 'te te', 'cl short', 'cl long', 'cl huge', 'te 1.0', 'te split'),
-  eol: weighted<string>([100, pick('\r\n')], [1, pick('\n', '\r', '\r\r\n')]),
-}).chain((m) => (m.framing === 'chunked' || m.framing === 'hostile' ? chunkedBody(m.body) : fc.constant('')).map((chunked) => {
-  const n = m.body.length
-  const lines = [`${m.method}${m.sp1}${m.target}${m.sp2}${m.version}`]
-  let body = ''
-  const fields: string[] = []
-  if (m.framing === 'length') {
-    fields.push(`Content-Length: ${m.clSpell.replaceAll('%d', String(n))}`)
-    body = m.body
-  } else if (m.framing === 'chunked') {
-    fields.push(`Transfer-Encoding: ${m.te}`)
-    body = chunked
-  } else if (m.framing === 'hostile') {
-    switch (m.hostile) {
-      case 'cl+te': fields.push(`Content-Length: ${n}`, 'Transfer-Encoding: chunked'); body = chunked; break
-      case 'te+cl': fields.push('Transfer-Encoding: chunked', `Content-Length: ${chunked.length}`); body = chunked; break
-      case 'cl cl': fields.push(`Content-Length: ${n}`, `Content-Length: ${n}`); body = m.body; break
-      case 'cl cl2': fields.push(`Content-Length: ${n}`, `Content-Length: ${n + 1}`); body = m.body; break
-      case 'te te': fields.push('Transfer-Encoding: chunked', 'Transfer-Encoding: chunked'); body = chunked; break
-      case 'cl short': fields.push(`Content-Length: ${Math.max(0, n - 1)}`); body = m.body; break
-      case 'cl long': fields.push(`Content-Length: ${n + 3}`); body = m.body; break
-      case 'cl huge': fields.push('Content-Length: 18446744073709551616'); body = m.body; break
-      case 'te 1.0': lines[0] = `${m.method} ${m.target} HTTP/1.0`; fields.push('Transfer-Encoding: chunked'); body = chunked; break
-      case 'te split': fields.push('Transfer-Encoding: gzip', 'Transfer-Encoding: chunked'); body = chunked; break
-    }
-  }
-  const head = [...lines, ...(m.host === '' ? [] : [m.host.slice(0, -2)]), ...m.headers, ...fields]
-  return `${m.leading}${head.join(m.eol)}${m.eol}\r\n${body}`
-}))
-
-/** Byte-level damage on top: a few inserted, replaced or removed bytes from the hostile set. */
-const mutation = fc.tuple(pick('insert', 'replace', 'delete'), fc.nat(), fc.constantFrom(...HOSTILE))
-const requestBytes = fc.tuple(fc.array(message, { minLength: 1, maxLength: 3 }), weighted<Array<[string, number, string]>>([2, fc.constant([])], [1, fc.array(mutation, { minLength: 1, maxLength: 2 })]))
-  .map(([messages, mutations]) => {
-    let s = messages.join('')
-    for (const [op, at, ch] of mutations) {
-      const k = at % (s.length + 1)
-      s = op === 'insert' ? s.slice(0, k) + ch + s.slice(k) : op === 'replace' ? s.slice(0, k) + ch + s.slice(k + 1) : s.slice(0, k) + s.slice(k + 1)
-    }
-    return Buffer.from(s, 'latin1')
-  })
 
 t.test('against llhttp: whatever it refuses, ours refuses; where both accept, the same requests', async (t) => {
   const oracle = await RequestOracle.start()

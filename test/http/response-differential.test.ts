@@ -10,6 +10,7 @@ import fc from 'fast-check'
 import { parseResponseHead } from '../../src/http/response-head.ts'
 import { ChunkedDecoder } from '../../src/http/chunked.ts'
 import { ResponseOracle, type NodeResponseOutcome } from './llhttp-oracle.ts'
+import { pick, responseBytes } from './generators.ts'
 
 const MAX_HEAD = 16 * 1024
 
@@ -85,93 +86,6 @@ function disagreement (o: OurResponse, n: NodeResponseOutcome): string | undefin
   const b = { status: n.status, reason: n.reason, rawHeaders: n.rawHeaders, body: n.body, trailers: n.trailers, informational: n.informational }
   return JSON.stringify(a) === JSON.stringify(b) ? undefined : `responses differ: ours ${JSON.stringify(a)}, Node ${JSON.stringify(b)}`
 }
-
-// ── generators ────────────────────────────────────────────────────────────────────────────────
-
-const pick = <T>(...xs: T[]): fc.Arbitrary<T> => fc.constantFrom(...xs)
-const weighted = <T>(...xs: Array<[number, fc.Arbitrary<T>]>): fc.Arbitrary<T> => fc.oneof(...xs.map(([weight, arbitrary]) => ({ weight, arbitrary })))
-const str = (chars: string, min: number, max: number): fc.Arbitrary<string> => fc.string({ unit: fc.constantFrom(...chars), minLength: min, maxLength: max })
-
-const HOSTILE = ['\x00', '\r', '\n', '\t', ' ', '\x7f', '\x80', '\xff', '\x01', ':', ';', ',', '"']
-
-const statusLine = fc.tuple(
-  weighted<string>([40, pick('HTTP/1.1')], [4, pick('HTTP/1.0')], [1, pick('HTTP/2.0', 'HTTP/1.2', 'http/1.1', 'HTTP/1', 'ICY')]),
-  weighted<string>([40, pick('200', '201', '204', '206', '301', '304', '404', '500')], [2, pick('199', '299', '599', '999')], [1, pick('099', '20', '2000', '2x0', ' 200')]),
-  weighted<string>([30, pick(' OK', ' Not Found', '')], [4, pick(' ', ' Created Here', ' \xe9t\xe9', ' a\tb')], [1, pick(' \x01', '\x00', ' a\rb')])
-).map(([v, s, r]) => `${v} ${s}${r}`)
-
-const nameArb = weighted<string>(
-  [30, pick('Content-Type', 'X-A', 'x-b', 'Set-Cookie', 'Cache-Control', 'Location', 'Vary', 'Connection', 'Keep-Alive', 'Trailer', 'Date')],
-  [10, str('abcXYZ019-_.!#$%&\'*+^`|~', 1, 12)],
-  [1, pick('X A', 'X-A ', ' X-A', 'X(A)', '', 'X\x00', 'Content-Length\t', 'Transfer-Encoding ')]
-)
-const valueChar = weighted<string>([200, fc.constantFrom(...'abcXYZ012 =/;,.-"\'()<>@[]{}?!~')], [3, pick('\t', ' ')], [2, pick('\x80', '\xe9', '\xff')], [1, fc.constantFrom(...HOSTILE)])
-const valueArb = weighted<string>([30, fc.string({ unit: valueChar, maxLength: 24 })], [1, pick(' \t padded \t ', '', 'a\r\n b', 'close', 'keep-alive', `${'v'.repeat(3000)}`)])
-const colon = weighted<string>([60, pick(': ', ':')], [1, pick(' : ', '\t:', ':\t')])
-const header = fc.tuple(nameArb, colon, valueArb).map(([n, c, v]) => `${n}${c}${v}`)
-
-const bodyArb = weighted<string>([3, pick('')], [6, fc.string({ unit: fc.constantFrom(...'abc{}":=&\r\n\x00\xff0 '), maxLength: 60 })])
-const hexSize = (n: number): fc.Arbitrary<string> => pick(n.toString(16), n.toString(16).toUpperCase(), `00${n.toString(16)}`)
-const ext = weighted<string>([30, pick('')], [3, pick(';a', ';a=b', ';a="q d"', ';a="x\\"y";b')], [1, pick(' ;a', ';a =b', ';', ';"x"', ';a=\x00', ' ', '\t')])
-const trailerArb = weighted<string>([12, pick('')], [3, pick('X-T: 1\r\n', 'X-T: 1\r\nX-U:  2 \r\n')], [1, pick('X-T : 1\r\n', 'X-T: 1\r\n 2\r\n', 'X-T\r\n', 'X-T: \x00\r\n', 'X-T: 1\n', 'Content-Length: 5\r\n')])
-
-const chunkedBody = (body: string): fc.Arbitrary<string> => fc.tuple(
-  fc.uniqueArray(fc.nat({ max: Math.max(0, body.length) }), { maxLength: 3 }), ext, ext, trailerArb,
-  weighted<string>([40, pick('\r\n')], [1, pick('\n', '\r', '', 'x\r\n')])
-).chain(([cuts, firstExt, lastExt, trailers, afterData]) => {
-  const points = [...new Set([0, ...cuts, body.length])].sort((x, y) => x - y)
-  const pieces = points.slice(1).map((p, k) => body.slice(points[k], p)).filter((p) => p.length > 0)
-  return fc.tuple(...pieces.map((p) => hexSize(p.length)), fc.constant('')).map((sizes) => {
-    let s = ''
-    pieces.forEach((p, k) => { s += `${sizes[k] as string}${k === 0 ? firstExt : ''}\r\n${p}${k === pieces.length - 1 ? afterData : '\r\n'}` })
-    return `${s}0${lastExt}\r\n${trailers}\r\n`
-  })
-})
-
-const response = fc.record({
-  interim: weighted<string>([20, pick('')], [2, pick('HTTP/1.1 103 Early Hints\r\nLink: </a.css>; rel=preload\r\n\r\n', 'HTTP/1.1 100 Continue\r\n\r\n')], [1, pick('HTTP/1.1 102 Processing\r\n\r\nHTTP/1.1 103 Early Hints\r\n\r\n')]),
-  statusLine,
-  headers: fc.array(header, { maxLength: 4 }),
-  body: bodyArb,
-  framing: weighted<string>([6, pick('length')], [6, pick('chunked')], [3, pick('close')], [4, pick('hostile')]),
-  te: weighted<string>([30, pick('chunked')], [1, pick('Chunked', 'chunked, chunked', 'gzip, chunked', 'chunked, gzip', 'gzip', 'chunked;x', ', chunked', ' chunked ', 'chunked\t')]),
-  hostile: pick('cl+te', 'te+cl', 'cl cl', 'cl cl2', 'te te', 'cl short', 'cl long', 'cl huge', 'cl list', 'cl sign'),
-  eol: weighted<string>([100, pick('\r\n')], [1, pick('\n', '\r', '\r\r\n')]),
-  extra: weighted<string>([10, pick('')], [1, pick('HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n', 'garbage')]),
-}).chain((m) => (m.framing === 'chunked' || m.framing === 'hostile' ? chunkedBody(m.body) : fc.constant('')).map((chunked) => {
-  const n = m.body.length
-  const fields: string[] = []
-  let body = m.body
-  switch (m.framing) {
-    case 'length': fields.push(`Content-Length: ${n}`); break
-    case 'chunked': fields.push(`Transfer-Encoding: ${m.te}`); body = chunked; break
-    case 'hostile':
-      switch (m.hostile) {
-        case 'cl+te': fields.push(`Content-Length: ${n}`, 'Transfer-Encoding: chunked'); body = chunked; break
-        case 'te+cl': fields.push('Transfer-Encoding: chunked', `Content-Length: ${chunked.length}`); body = chunked; break
-        case 'cl cl': fields.push(`Content-Length: ${n}`, `Content-Length: ${n}`); break
-        case 'cl cl2': fields.push(`Content-Length: ${n}`, `Content-Length: ${n + 1}`); break
-        case 'te te': fields.push('Transfer-Encoding: chunked', 'Transfer-Encoding: chunked'); body = chunked; break
-        case 'cl short': fields.push(`Content-Length: ${Math.max(0, n - 1)}`); break
-        case 'cl long': fields.push(`Content-Length: ${n + 3}`); break
-        case 'cl huge': fields.push('Content-Length: 18446744073709551616'); break
-        case 'cl list': fields.push(`Content-Length: ${n}, ${n}`); break
-        case 'cl sign': fields.push(`Content-Length: +${n}`); break
-      }
-  }
-  return `${m.interim}${[m.statusLine, ...m.headers, ...fields].join(m.eol)}${m.eol}\r\n${body}${m.extra}`
-}))
-
-const mutation = fc.tuple(pick('insert', 'replace', 'delete'), fc.nat(), fc.constantFrom(...HOSTILE))
-const responseBytes = fc.tuple(response, weighted<Array<[string, number, string]>>([2, fc.constant([])], [1, fc.array(mutation, { minLength: 1, maxLength: 2 })]))
-  .map(([text, mutations]) => {
-    let s = text
-    for (const [op, at, ch] of mutations) {
-      const k = at % (s.length + 1)
-      s = op === 'insert' ? s.slice(0, k) + ch + s.slice(k) : op === 'replace' ? s.slice(0, k) + ch + s.slice(k + 1) : s.slice(0, k) + s.slice(k + 1)
-    }
-    return Buffer.from(s, 'latin1')
-  })
 
 t.test('against Node\'s http client: the same responses, or refused where Node refuses', async (t) => {
   const oracle = await ResponseOracle.start()
