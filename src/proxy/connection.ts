@@ -306,9 +306,9 @@ export class Exchange {
   }
 
   /** Writes response bytes; false when the client's buffer is over its mark (wait for 'drain'). */
-  write (buf: Buffer | string): boolean {
+  write (buf: Buffer | string, done?: () => void): boolean {
     this.started = true
-    return this.conn.socket.write(buf)
+    return this.conn.socket.write(buf, done)
   }
 
   /** Writes response text (a head) as latin1 bytes. */

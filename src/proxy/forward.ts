@@ -114,7 +114,12 @@ class Proxied implements BodySink, UpstreamUser, AbortListener {
   /** Decode chunked for an HTTP/1.0 client. */
   unchunk = false
   idleMs = 0
+  /** Reading from the app is paused until the client has taken every byte written (see out()). */
   waitingDrain = false
+  /** Writes of read-buffer bytes whose callback has not run yet. */
+  pendingWrites = 0
+  /** The upstream socket, once the response is complete, to be released after the last write. */
+  toRelease: net.Socket | undefined = undefined
   // UpstreamUser: the events of the socket carrying this request.
   upConnect (): void { this.connected() }
   upData (chunk: Buffer): void { this.onUpData(chunk) }
@@ -124,8 +129,8 @@ class Proxied implements BodySink, UpstreamUser, AbortListener {
   upDrain (): void { this.ex.resumeBody() }
   upTimeout (): void { this.onUpError(Object.assign(new Error('connect timed out'), { code: 'ETIMEDOUT' })) }
 
-  /** Made once a client's buffer first fills: most responses never need it. */
-  onClientDrain: (() => void) | undefined = undefined
+  /** The write callback of out(), made once. */
+  onWritten: (() => void) | undefined = undefined
 
   /** The decoder's data callback, made for chunked responses only. */
   onTap: ((buf: Buffer, from: number, to: number) => void) | undefined = undefined
@@ -208,6 +213,29 @@ class Proxied implements BodySink, UpstreamUser, AbortListener {
     client.cork()
     this.readChunk(chunk)
     client.uncork()
+    // `chunk` is the upstream socket's own read buffer: while the client has not taken all of
+    // it, no further read may overwrite it (and the socket may not carry another request).
+    const pending = client.writableLength > 0
+    const s = this.toRelease
+    if (s !== undefined) {
+      this.toRelease = undefined
+      if (pending) this.pool.drop(s)
+      else this.pool.release(s, this.idleMs)
+    } else if (pending && this.phase === enum_.BODY && !this.waitingDrain && this.pendingWrites > 0) {
+      this.waitingDrain = true
+      this.socket?.pause()
+    }
+  }
+
+  /** Writes bytes of the read buffer to the client, counting them until they are flushed. */
+  out (buf: Buffer): void {
+    this.pendingWrites++
+    this.ex.write(buf, this.onWritten ??= () => {
+      if (--this.pendingWrites === 0 && this.waitingDrain) {
+        this.waitingDrain = false
+        this.socket?.resume()
+      }
+    })
   }
 
   readChunk (chunk: Buffer): void {
@@ -218,7 +246,8 @@ class Proxied implements BodySink, UpstreamUser, AbortListener {
     this.resBuf = undefined
     for (;;) {
       const r = parseResponseHead(buf, MAX_RESPONSE_HEAD_BYTES, this.ex.head.method)
-      if (r.kind === 'incomplete') { this.resBuf = buf; return }
+      // Kept past this read: a copy (chunk is the socket's read buffer).
+      if (r.kind === 'incomplete') { this.resBuf = buf === chunk ? Buffer.from(buf) : buf; return }
       if (r.kind === 'error') { this.fail(upstreamError(upstreamFault('bad-response', r.reason), false), r.reason); return }
       const head = r.head
       if (head.status < 200) {
@@ -245,7 +274,7 @@ class Proxied implements BodySink, UpstreamUser, AbortListener {
       if (http10) { this.unchunk = true; ex.keepAlive = false } else framing = 'Transfer-Encoding: chunked\r\n'
       this.decoder = new ChunkedDecoder()
       this.onTap = (buf, from, to) => {
-        if (this.unchunk) { if (to > from) this.ex.write(buf.subarray(from, to)) } else this.dataTo = to
+        if (this.unchunk) { if (to > from) this.out(buf.subarray(from, to)) } else this.dataTo = to
       }
     } else if (head.body === 'close') {
       if (http10) ex.keepAlive = false
@@ -264,12 +293,11 @@ class Proxied implements BodySink, UpstreamUser, AbortListener {
   body (chunk: Buffer, start: number): void {
     const res = this.res as ResponseHead
     const ex = this.ex
-    let ok = true
     if (res.body === 'length') {
       const n = Math.min(this.remaining, chunk.length - start)
-      ok = ex.write(start === 0 && n === chunk.length ? chunk : chunk.subarray(start, start + n))
+      this.out(start === 0 && n === chunk.length ? chunk : chunk.subarray(start, start + n))
       this.remaining -= n
-      if (this.remaining === 0) { this.complete(start + n < chunk.length); return }
+      if (this.remaining === 0) this.complete(start + n < chunk.length)
     } else if (res.body === 'chunked') {
       const decoder = this.decoder as ChunkedDecoder
       this.dataTo = -1
@@ -278,26 +306,20 @@ class Proxied implements BodySink, UpstreamUser, AbortListener {
         this.fail(upstreamError(upstreamFault('bad-response', decoder.error ?? 'invalid chunked body'), true), decoder.error)
         return
       }
-      if (!this.unchunk) ok = this.passChunked(chunk, start, decoder.done ? end : chunk.length)
+      if (!this.unchunk) this.passChunked(chunk, start, decoder.done ? end : chunk.length)
       if (decoder.done) {
         if (!this.unchunk) ex.write(this.wroteData ? END_LAST_CHUNK : LAST_CHUNK)
         this.complete(end < chunk.length)
-        return
       }
     } else {
       const part = start === 0 ? chunk : chunk.subarray(start)
       if (this.wrapChunks) {
         ex.write(`${part.length.toString(16)}\r\n`)
-        ex.write(part)
-        ok = ex.write(CRLF)
+        this.out(part)
+        ex.write(CRLF)
       } else {
-        ok = ex.write(part)
+        this.out(part)
       }
-    }
-    if (!ok && !this.waitingDrain) {
-      this.waitingDrain = true
-      this.socket?.pause()
-      ex.socket.once('drain', this.onClientDrain ??= () => { this.waitingDrain = false; this.socket?.resume() })
     }
   }
 
@@ -305,18 +327,17 @@ class Proxied implements BodySink, UpstreamUser, AbortListener {
    * Chunked bytes pass as they came, except the last chunk and its trailers: framing after the
    * last data is held back until more data follows, and replaced by a bare last chunk at the end.
    */
-  passChunked (chunk: Buffer, start: number, end: number): boolean {
-    let ok = true
+  passChunked (chunk: Buffer, start: number, end: number): void {
     if (this.dataTo !== -1) {
       const framing = this.framing
       if (framing !== undefined) { for (const f of framing) this.ex.write(f); this.framing = undefined }
-      ok = this.ex.write(start === 0 && this.dataTo === chunk.length ? chunk : chunk.subarray(start, this.dataTo))
+      this.out(start === 0 && this.dataTo === chunk.length ? chunk : chunk.subarray(start, this.dataTo))
       this.wroteData = true
-      if (this.dataTo < end) this.framing = [chunk.subarray(this.dataTo, end)]
+      // Held past this read: copies (chunk is the socket's read buffer).
+      if (this.dataTo < end) this.framing = [Buffer.from(chunk.subarray(this.dataTo, end))]
     } else if (end > start) {
-      (this.framing ??= []).push(chunk.subarray(start, end))
+      (this.framing ??= []).push(Buffer.from(chunk.subarray(start, end)))
     }
-    return ok
   }
 
   /** The whole response reached the client; `extra`: the app sent more (never reuse that socket). */
@@ -328,9 +349,10 @@ class Proxied implements BodySink, UpstreamUser, AbortListener {
     const s = this.socket
     this.socket = undefined
     this.framing = undefined
-    if (this.waitingDrain) { this.ex.socket.off('drain', this.onClientDrain as () => void); this.waitingDrain = false }
+    this.waitingDrain = false
     if (s !== undefined) {
-      if (res.keepAlive && this.bodySent && !extra && !this.shared.closed) this.pool.release(s, this.idleMs)
+      // Released by onUpData once the client has taken the last bytes of the read buffer.
+      if (res.keepAlive && this.bodySent && !extra && !this.shared.closed) this.toRelease = s
       else this.pool.drop(s)
     }
     this.ex.end()
@@ -395,7 +417,7 @@ class Proxied implements BodySink, UpstreamUser, AbortListener {
     this.clearTimer()
     this.shared.waiting.delete(this)
     this.dropSocket()
-    if (this.waitingDrain) { this.ex.socket.off('drain', this.onClientDrain as () => void); this.waitingDrain = false }
+    this.waitingDrain = false
     if (this.responded) this.shared.onStream?.(-1)
   }
 

@@ -48,12 +48,20 @@ interface PooledSocket extends net.Socket {
   pool: UpstreamPool
 }
 
-function onConnect (this: PooledSocket): void { this.user?.upConnect() }
-function onData (this: PooledSocket, chunk: Buffer): void {
+/**
+ * Bytes read from an upstream socket land in one buffer of its own, reused for every read (Node's
+ * `onread`), instead of a fresh allocation per read: the user must copy what it keeps past the
+ * call, and must not let the next read start while a write of these bytes is still pending.
+ */
+export const READ_BUFFER_BYTES = 64 * 1024
+
+function onRead (s: PooledSocket, n: number, buf: Buffer): void {
   // Bytes on an idle socket: the app is broken, the socket is not trusted again.
-  if (this.user === undefined) this.destroy()
-  else this.user.upData(chunk)
+  if (s.user === undefined) s.destroy()
+  else s.user.upData(buf.subarray(0, n))
 }
+
+function onConnect (this: PooledSocket): void { this.user?.upConnect() }
 function onEnd (this: PooledSocket): void {
   if (this.user === undefined) this.destroy()
   else this.user.upEnd()
@@ -101,13 +109,21 @@ export class UpstreamPool {
     return undefined
   }
 
-  /** A new connection for `user` (its upConnect() follows, or upError()). */
+  /**
+   * A new connection for `user` (its upConnect() follows, or upError()). upData() gets views of
+   * the socket's own read buffer (READ_BUFFER_BYTES).
+   */
   connect (user: UpstreamUser): net.Socket {
-    const s = net.connect({ host: this.host, port: this.port, noDelay: true }) as PooledSocket
+    const buffer = Buffer.allocUnsafe(READ_BUFFER_BYTES)
+    const s = net.connect({
+      host: this.host,
+      port: this.port,
+      noDelay: true,
+      onread: { buffer, callback: (n: number, buf: Uint8Array) => { onRead(s, n, buf as Buffer); return true } },
+    }) as PooledSocket
     s.user = user
     s.pool = this
     s.on('connect', onConnect)
-    s.on('data', onData)
     s.on('end', onEnd)
     s.on('error', onError)
     s.on('close', onClose)
