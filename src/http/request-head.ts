@@ -148,12 +148,33 @@ function isHttpScheme (buf: Buffer, start: number, colon: number): boolean {
   return n === 4 || ((buf[start + 4] as number) | 0x20) === 0x73
 }
 
+const END_OF_HEAD = Buffer.from('\r\n\r\n')
+
+/** Whether buf[from..) holds a line end that is not CRLF (then the full scan says which). */
+function bareLineEnd (buf: Buffer, from: number): boolean {
+  for (let i = from; i < buf.length; i++) {
+    const c = buf[i]
+    if (c === LF && (i === 0 || buf[i - 1] !== CR)) return true
+    if (c === CR && i + 1 < buf.length && buf[i + 1] !== LF) return true
+  }
+  return false
+}
+
 /**
  * Parses the request head at the start of `buf`. A head longer than `maxHeadBytes` (or a buffer
  * that reaches it without a complete head) is a 431.
+ *
+ * `seen` is for a caller that parses the same growing buffer again as bytes arrive: the length
+ * of `buf` when an earlier call answered 'incomplete'. Then, as long as the new bytes end no head
+ * and break no line ending, the answer is 'incomplete' again without scanning the head anew, so a
+ * client dripping its head byte by byte costs linear, not quadratic, time. A refusal (400, 501,
+ * 505) in the lines before `seen` then waits for the end of the head or the size limit.
  */
-export function parseRequestHead (buf: Buffer, maxHeadBytes: number): RequestHeadResult {
+export function parseRequestHead (buf: Buffer, maxHeadBytes: number, seen = 0): RequestHeadResult {
   const len = buf.length
+  if (seen > 0 && len < maxHeadBytes && buf.indexOf(END_OF_HEAD, seen > 3 ? seen - 3 : 0) === -1 && !bareLineEnd(buf, seen > 1 ? seen - 1 : 0)) {
+    return INCOMPLETE_RESULT
+  }
   let pos = 0
   // RFC 9112 §2.2: empty lines before the request-line are ignored (they count in headLength).
   while (pos + 1 < len && buf[pos] === CR && buf[pos + 1] === LF) pos += 2

@@ -225,3 +225,28 @@ t.test('split at every offset: each prefix is incomplete or already the same ans
     if (ok) t.pass(name)
   }
 })
+
+t.test('parsing a growing buffer again with `seen`', async (t) => {
+  const head = `GET / HTTP/1.1\r\n${H}${Array.from({ length: 50 }, (_, i) => `X-Pad-${i}: ${'v'.repeat(60)}\r\n`).join('')}\r\n`
+  const buf = Buffer.from(head)
+  let r = parseRequestHead(buf.subarray(0, 1), MAX)
+  let seen = 1
+  for (let k = 2; k <= buf.length && r.kind === 'incomplete'; k++) {
+    r = parseRequestHead(buf.subarray(0, k), MAX, seen)
+    seen = k
+  }
+  t.strictSame(plain(r), plain(parseRequestHead(buf, MAX)), 'dripped byte by byte, the same head as parsed at once')
+  t.equal(seen, buf.length, 'found with its last byte')
+
+  const badName = Buffer.from(`GET / HTTP/1.1\r\n${H}X(A): 1\r\nX-B: 2`)
+  t.strictSame(parseRequestHead(badName, MAX), err(400, 'invalid character in field name'), 'without seen: refused at once')
+  t.strictSame(parseRequestHead(badName, MAX, badName.length - 3), { kind: 'incomplete' }, 'with seen: waits for the end of the head')
+  const ended = Buffer.concat([badName, Buffer.from('\r\n\r\n')])
+  t.strictSame(parseRequestHead(ended, MAX, badName.length), err(400, 'invalid character in field name'), 'and refuses it then')
+  const bareLf = Buffer.from(`GET / HTTP/1.1\r\n${H}X-A: 1\n`)
+  t.strictSame(parseRequestHead(bareLf, MAX, bareLf.length - 1), err(400, 'bare LF in the head'), 'a bare LF in the new bytes is refused at once')
+  const bareCr = Buffer.from(`GET / HTTP/1.1\r\n${H}X-A: 1\rX`)
+  t.strictSame(parseRequestHead(bareCr, MAX, bareCr.length - 1), err(400, 'bare CR in a field value'), 'so is a bare CR')
+  const big = Buffer.from(`GET / HTTP/1.1\r\n${H}X-A: ${'a'.repeat(100)}`)
+  t.strictSame(parseRequestHead(big, 50, 40), err(431, 'request head too large'), 'and the size limit applies')
+})

@@ -1,7 +1,7 @@
 // However a socket splits the bytes, the parsers answer the same: for generated (and damaged)
 // requests and responses, every prefix of a head is either "incomplete" or already the answer the
-// whole head gets; a chunked body fed in random pieces gives the same payload, trailers, end and
-// error as fed at once.
+// whole head gets (also when the request parser is told how much it saw before); a chunked body
+// fed in random pieces gives the same payload, trailers, end and error as fed at once.
 import t from 'tap'
 import fc from 'fast-check'
 import { parseRequestHead } from '../../src/http/request-head.ts'
@@ -42,6 +42,20 @@ t.test('request heads: every prefix is incomplete or the whole answer', async ()
     const problem = checkPrefixes(bytes, (b) => parseRequestHead(b, MAX_HEAD))
     if (problem !== undefined) throw new Error(problem)
   }), { numRuns: 300 })
+})
+
+t.test('request heads parsed again with `seen`: the same answer, or a refusal (not the 431) deferred as incomplete', async () => {
+  fc.assert(fc.property(requestBytes, fc.nat(), fc.nat(), (bytes, a, b) => {
+    const whole = parseRequestHead(bytes, MAX_HEAD)
+    // An earlier call saw `seen` bytes and answered incomplete; now the buffer has grown to `now`.
+    const [seen, now] = [a % (bytes.length + 1), b % (bytes.length + 1)].sort((x, y) => x - y) as [number, number]
+    if (parseRequestHead(bytes.subarray(0, seen), MAX_HEAD).kind !== 'incomplete') return
+    const plain = show(parseRequestHead(bytes.subarray(0, now), MAX_HEAD))
+    const hinted = show(parseRequestHead(bytes.subarray(0, now), MAX_HEAD, seen))
+    const deferred = hinted === '{"kind":"incomplete"}' && plain.startsWith('{"kind":"error"') && !plain.includes('"status":431')
+    if (hinted !== plain && !deferred) throw new Error(`seen ${seen}, now ${now}: ${hinted}\nwithout seen: ${plain}\nbytes: ${JSON.stringify(bytes.toString('latin1'))}`)
+    if (now === bytes.length && whole.kind === 'head' && hinted !== show(whole)) throw new Error('a whole head must be found')
+  }), { numRuns: 2000 })
 })
 
 t.test('response heads: every prefix is incomplete or the whole answer', async () => {
