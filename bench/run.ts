@@ -196,7 +196,7 @@ async function main (): Promise<void> {
 
   // Memory held per slow download: clients that take the first bytes of the 16 MiB body and then
   // stop reading, in a process that has not run the loads yet.
-  const SLOW_DOWNLOADS = 16
+  const SLOW_DOWNLOADS = 64
   const slow: Record<string, number> = {}
   for (const column of columns) {
     if (targets[column] === undefined || column === 'direct') continue
