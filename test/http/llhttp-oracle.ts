@@ -18,6 +18,8 @@ export interface NodeRequest {
   complete: boolean
   /** Handed over as an upgrade or CONNECT: the bytes after the head are not HTTP. */
   upgrade: boolean
+  /** llhttp's verdict on reusing the connection after this request (false for upgrades). */
+  keepAlive: boolean
 }
 
 export interface NodeRequestOutcome {
@@ -43,7 +45,7 @@ export class RequestOracle {
     const oracle = new RequestOracle(server)
     const onRequest = (req: http.IncomingMessage, res: http.ServerResponse): void => {
       const rec = oracle.#record(req.socket)
-      const r: NodeRequest = { method: req.method ?? '', url: req.url ?? '', rawHeaders: req.rawHeaders, headers: { ...req.headers } as Record<string, string | string[]>, body: '', trailers: [], complete: false, upgrade: false }
+      const r: NodeRequest = { method: req.method ?? '', url: req.url ?? '', rawHeaders: req.rawHeaders, headers: { ...req.headers } as Record<string, string | string[]>, body: '', trailers: [], complete: false, upgrade: false, keepAlive: res.shouldKeepAlive }
       rec.requests.push(r)
       req.setEncoding('latin1')
       req.on('data', (d: string) => { r.body += d })
@@ -57,7 +59,7 @@ export class RequestOracle {
     // Node answers an Expect other than 100-continue with 417 itself unless this is listened to.
     server.on('checkExpectation', onRequest)
     const tunnel = (req: http.IncomingMessage, socket: net.Socket): void => {
-      oracle.#record(socket).requests.push({ method: req.method ?? '', url: req.url ?? '', rawHeaders: req.rawHeaders, headers: { ...req.headers } as Record<string, string | string[]>, body: '', trailers: [], complete: true, upgrade: true })
+      oracle.#record(socket).requests.push({ method: req.method ?? '', url: req.url ?? '', rawHeaders: req.rawHeaders, headers: { ...req.headers } as Record<string, string | string[]>, body: '', trailers: [], complete: true, upgrade: true, keepAlive: false })
       socket.destroy()
     }
     server.on('upgrade', tunnel)
