@@ -108,6 +108,11 @@ function connectionOption (buf: Buffer, a: number, b: number, s: FieldSection): 
   else if (equalsLower(buf, a, b, UPGRADE)) s.connectionUpgrade = true
 }
 
+/** RFC 9110 §10.1.1: Expect is a list; 100-continue may come with others (Node also finds it so). */
+function expectation (buf: Buffer, a: number, b: number, s: FieldSection): void {
+  if (equalsLower(buf, a, b, CONTINUE)) s.expectContinue = true
+}
+
 function readHost (buf: Buffer, start: number, end: number, s: FieldSection): void {
   s.hostCount++
   if (start === end) s.hostEmpty = true
@@ -120,7 +125,7 @@ function readField (buf: Buffer, pos: number, nameEnd: number, valueStart: numbe
       if (equalsLower(buf, pos, nameEnd, HOST)) readHost(buf, valueStart, valueEnd, s)
       break
     case 6:
-      if (equalsLower(buf, pos, nameEnd, EXPECT) && equalsLower(buf, valueStart, valueEnd, CONTINUE)) s.expectContinue = true
+      if (equalsLower(buf, pos, nameEnd, EXPECT)) forEachElement(buf, valueStart, valueEnd, s, expectation)
       break
     case 7:
       if (equalsLower(buf, pos, nameEnd, UPGRADE) && valueEnd > valueStart) s.upgradePresent = true

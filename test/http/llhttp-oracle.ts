@@ -20,6 +20,8 @@ export interface NodeRequest {
   upgrade: boolean
   /** llhttp's verdict on reusing the connection after this request (false for upgrades). */
   keepAlive: boolean
+  /** Node saw `Expect: 100-continue` (its 'checkContinue' event). */
+  expectContinue: boolean
 }
 
 export interface NodeRequestOutcome {
@@ -45,7 +47,7 @@ export class RequestOracle {
     const oracle = new RequestOracle(server)
     const onRequest = (req: http.IncomingMessage, res: http.ServerResponse): void => {
       const rec = oracle.#record(req.socket)
-      const r: NodeRequest = { method: req.method ?? '', url: req.url ?? '', rawHeaders: req.rawHeaders, headers: { ...req.headers } as Record<string, string | string[]>, body: '', trailers: [], complete: false, upgrade: false, keepAlive: res.shouldKeepAlive }
+      const r: NodeRequest = { method: req.method ?? '', url: req.url ?? '', rawHeaders: req.rawHeaders, headers: { ...req.headers } as Record<string, string | string[]>, body: '', trailers: [], complete: false, upgrade: false, keepAlive: res.shouldKeepAlive, expectContinue: false }
       rec.requests.push(r)
       req.setEncoding('latin1')
       req.on('data', (d: string) => { r.body += d })
@@ -56,10 +58,17 @@ export class RequestOracle {
       })
     }
     server.on('request', onRequest)
+    server.on('checkContinue', (req: http.IncomingMessage, res: http.ServerResponse) => {
+      onRequest(req, res)
+      const rec = oracle.#record(req.socket).requests
+      const last = rec[rec.length - 1]
+      if (last !== undefined) last.expectContinue = true
+      res.writeContinue()
+    })
     // Node answers an Expect other than 100-continue with 417 itself unless this is listened to.
     server.on('checkExpectation', onRequest)
     const tunnel = (req: http.IncomingMessage, socket: net.Socket): void => {
-      oracle.#record(socket).requests.push({ method: req.method ?? '', url: req.url ?? '', rawHeaders: req.rawHeaders, headers: { ...req.headers } as Record<string, string | string[]>, body: '', trailers: [], complete: true, upgrade: true, keepAlive: false })
+      oracle.#record(socket).requests.push({ method: req.method ?? '', url: req.url ?? '', rawHeaders: req.rawHeaders, headers: { ...req.headers } as Record<string, string | string[]>, body: '', trailers: [], complete: true, upgrade: true, keepAlive: false, expectContinue: false })
       socket.destroy()
     }
     server.on('upgrade', tunnel)

@@ -3,8 +3,8 @@
 // framing, casing, whitespace, obs-fold, bare CR/LF, NUL, long lines, odd chunk sizes and
 // extensions, pipelined messages) go to a node:http server on loopback and through
 // parseRequestHead + ChunkedDecoder. Whatever llhttp refuses, ours refuses; where both accept they
-// agree on method, target, raw header list, Node's headers object, body bytes, trailers and
-// keep-alive. Where ours is stricter, the reason must be one of STRICTER below, each refused on
+// agree on method, target, raw header list, Node's headers object, body bytes, trailers,
+// keep-alive and 100-continue. Where ours is stricter, the reason must be one of STRICTER below, each refused on
 // purpose.
 import t from 'tap'
 import fc from 'fast-check'
@@ -38,7 +38,7 @@ const STRICTER: Record<string, string> = {
   'bare CR or LF before the request line': 'RFC 9112 §2.2: only empty lines (CRLF) may precede a request-line; llhttp also skips a lone CR or LF there',
 }
 
-interface OurRequest { method: string, url: string, rawHeaders: string[], headers: Record<string, string | string[]>, body: string, trailers: string[], upgrade: boolean, keepAlive: boolean }
+interface OurRequest { method: string, url: string, rawHeaders: string[], headers: Record<string, string | string[]>, body: string, trailers: string[], upgrade: boolean, keepAlive: boolean, expectContinue: boolean }
 interface OurOutcome { requests: OurRequest[], end: 'done' | 'incomplete' | 'error' | 'closed', reason: string }
 
 /** What the sidecar's parsers make of the bytes, message after message, as a connection would. */
@@ -50,7 +50,7 @@ function ours (bytes: Buffer): OurOutcome {
     if (r.kind === 'incomplete') return { requests, end: 'incomplete', reason: '' }
     if (r.kind === 'error') return { requests, end: 'error', reason: r.reason }
     const h = r.head
-    const req: OurRequest = { method: h.method, url: h.target, rawHeaders: h.rawHeaders, headers: { ...h.headers }, body: '', trailers: [], upgrade: h.upgrade, keepAlive: h.keepAlive && !h.upgrade }
+    const req: OurRequest = { method: h.method, url: h.target, rawHeaders: h.rawHeaders, headers: { ...h.headers }, body: '', trailers: [], upgrade: h.upgrade, keepAlive: h.keepAlive && !h.upgrade, expectContinue: h.expectContinue }
     let end = pos + h.headLength
     if (h.upgrade) {
       requests.push(req)
@@ -96,8 +96,8 @@ function disagreement (o: OurOutcome, l: NodeRequestOutcome): string | undefined
     }
     if (theirs === undefined) return `request ${i}: ours accepted it, llhttp ${l.error === undefined ? 'did not see it' : `refused (${l.error})`}`
     if (!theirs.complete) return `request ${i}: ours accepted it whole, llhttp did not finish it (${l.error ?? 'no error'})`
-    const a = { method: mine.method, url: mine.url, rawHeaders: mine.rawHeaders, headers: mine.headers, body: mine.body, trailers: mine.trailers, upgrade: mine.upgrade, keepAlive: mine.keepAlive }
-    const b = { method: theirs.method, url: theirs.url, rawHeaders: theirs.rawHeaders, headers: theirs.headers, body: theirs.body, trailers: theirs.trailers, upgrade: theirs.upgrade, keepAlive: theirs.keepAlive }
+    const a = { method: mine.method, url: mine.url, rawHeaders: mine.rawHeaders, headers: mine.headers, body: mine.body, trailers: mine.trailers, upgrade: mine.upgrade, keepAlive: mine.keepAlive, expectContinue: mine.expectContinue }
+    const b = { method: theirs.method, url: theirs.url, rawHeaders: theirs.rawHeaders, headers: theirs.headers, body: theirs.body, trailers: theirs.trailers, upgrade: theirs.upgrade, keepAlive: theirs.keepAlive, expectContinue: theirs.expectContinue }
     if (!same(a, b)) return `request ${i} differs: ours ${JSON.stringify(a)}, llhttp ${JSON.stringify(b)}`
   }
 }

@@ -86,6 +86,8 @@ const ACCEPTED: Array<[string, string, Want]> = [
   ['chunked with spaces and a tab before it', `POST / HTTP/1.1\r\n${H}Transfer-Encoding:\t chunked  \r\n\r\n`, { method: 'POST', body: 'chunked', rawHeaders: ['Host', 'x', 'Transfer-Encoding', 'chunked'] }],
   ['chunked', `POST / HTTP/1.1\r\n${H}Transfer-Encoding: Chunked\r\n\r\n`, { method: 'POST', body: 'chunked', rawHeaders: ['Host', 'x', 'Transfer-Encoding', 'Chunked'] }],
   ['Expect: 100-continue', `PUT / HTTP/1.1\r\n${H}Expect: 100-Continue\r\nContent-Length: 3\r\n\r\n`, { method: 'PUT', expectContinue: true, body: 'length', contentLength: 3, rawHeaders: ['Host', 'x', 'Expect', '100-Continue', 'Content-Length', '3'] }],
+  ['100-continue in an Expect list', `PUT / HTTP/1.1\r\n${H}Expect: foo\r\nExpect: bar, 100-CONTINUE\r\n\r\n`, { method: 'PUT', expectContinue: true, rawHeaders: ['Host', 'x', 'Expect', 'foo', 'Expect', 'bar, 100-CONTINUE'], headers: { host: 'x', expect: 'foo, bar, 100-CONTINUE' } }],
+  ['another expectation only', `PUT / HTTP/1.1\r\n${H}Expect: 100-continued\r\n\r\n`, { method: 'PUT', rawHeaders: ['Host', 'x', 'Expect', '100-continued'] }],
   ['Expect in HTTP/1.0 is ignored', 'PUT / HTTP/1.0\r\nExpect: 100-continue\r\n\r\n', { method: 'PUT', versionMinor: 0, keepAlive: false, rawHeaders: ['Expect', '100-continue'] }],
   ['upgrade', `GET /ws HTTP/1.1\r\n${H}Connection: keep-alive, Upgrade\r\nUpgrade: websocket\r\n\r\n`, { target: '/ws', path: '/ws', upgrade: true, rawHeaders: ['Host', 'x', 'Connection', 'keep-alive, Upgrade', 'Upgrade', 'websocket'] }],
   ['Upgrade without Connection: upgrade is no upgrade', `GET / HTTP/1.1\r\n${H}Upgrade: websocket\r\n\r\n`, { rawHeaders: ['Host', 'x', 'Upgrade', 'websocket'] }],
