@@ -160,3 +160,34 @@ t.test('every intentional strictness still differs from llhttp, and is refused b
     t.ok(l.error === undefined || l.error === 'HPE_INVALID_EOF_STATE', `${reason}: llhttp accepts (${l.error ?? 'no error'}, ${l.requests.length} request)`)
   }
 })
+
+t.test('every byte value in each part of a request: refused by ours whenever llhttp refuses it', async (t) => {
+  const oracle = await RequestOracle.start()
+  t.teardown(() => oracle.close())
+  const chunked = 'POST /a HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n'
+  const templates = [
+    'GET /a%cb HTTP/1.1\r\nHost: a\r\n\r\n',
+    'GET http://a%c/b HTTP/1.1\r\nHost: a\r\n\r\n',
+    'GET /a HTTP/1.1\r\nHost: a%c\r\n\r\n',
+    'GET /a HTTP/1.1\r\nHost: a\r\nX-A%c: b\r\n\r\n',
+    'GET /a HTTP/1.1\r\nHost: a\r\nX-A: a%cb\r\n\r\n',
+    `${chunked}1;a%c\r\nx\r\n0\r\n\r\n`,
+    `${chunked}1;a=b%c\r\nx\r\n0\r\n\r\n`,
+    `${chunked}1;a="%c"\r\nx\r\n0\r\n\r\n`,
+    `${chunked}1;a="\\%c"\r\nx\r\n0\r\n\r\n`,
+    `${chunked}1\r\nx\r\n0\r\nX-T: a%c\r\n\r\n`,
+  ]
+  const wrong: string[] = []
+  for (const template of templates) {
+    for (let c = 0; c < 256; c++) {
+      const bytes = Buffer.from(template.replace('%c', String.fromCharCode(c)), 'latin1')
+      const l = await oracle.send(bytes)
+      const llhttpAccepts = l.error === undefined && l.requests.length === 1 && l.requests[0]?.complete === true
+      const o = ours(bytes)
+      const oursAccepts = o.end !== 'error' && o.end !== 'incomplete'
+      if (llhttpAccepts === oursAccepts) continue
+      if (!llhttpAccepts || STRICTER[o.reason] === undefined) wrong.push(`${JSON.stringify(bytes.toString('latin1'))}: llhttp ${l.error ?? 'accepts'}, ours ${oursAccepts ? 'accepts' : o.reason}`)
+    }
+  }
+  t.strictSame(wrong, [], `${templates.length} places × 256 byte values`)
+})

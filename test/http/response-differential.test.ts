@@ -133,3 +133,31 @@ t.test('every intentional strictness still differs from Node, and is refused by 
     t.ok(n.status !== undefined && (n.complete || n.error === 'ECONNRESET'), `${reason}: Node takes it (${n.error ?? 'whole'})`)
   }
 })
+
+t.test('every byte value in each part of a response: refused by ours whenever Node refuses it', async (t) => {
+  const oracle = await ResponseOracle.start()
+  t.teardown(() => oracle.close())
+  const chunked = 'HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n'
+  const templates = [
+    'HTTP/1.1 200 O%cK\r\nContent-Length: 1\r\n\r\nx',
+    'HTTP/1.1 200 OK\r\nX-A%c: b\r\nContent-Length: 1\r\n\r\nx',
+    'HTTP/1.1 200 OK\r\nX-A: a%cb\r\nContent-Length: 1\r\n\r\nx',
+    'HTTP/1.1 200 OK\r\nContent-Length: 1%c\r\n\r\nx',
+    `${chunked}1;a%c\r\nx\r\n0\r\n\r\n`,
+    `${chunked}1;a="%c"\r\nx\r\n0\r\n\r\n`,
+    `${chunked}1\r\nx\r\n0\r\nX-T: a%c\r\n\r\n`,
+  ]
+  const wrong: string[] = []
+  for (const template of templates) {
+    for (let c = 0; c < 256; c++) {
+      const bytes = Buffer.from(template.replace('%c', String.fromCharCode(c)), 'latin1')
+      const n = await oracle.fetch(bytes, 'GET')
+      const nodeAccepts = n.complete && n.status !== undefined
+      const o = ours(bytes, 'GET')
+      const oursAccepts = o.end === 'done'
+      if (nodeAccepts === oursAccepts) continue
+      if (!nodeAccepts || STRICTER[o.why] === undefined) wrong.push(`${JSON.stringify(bytes.toString('latin1'))}: Node ${n.error ?? (n.complete ? 'accepts' : 'incomplete')}, ours ${oursAccepts ? 'accepts' : o.why}`)
+    }
+  }
+  t.strictSame(wrong, [], `${templates.length} places × 256 byte values`)
+})
