@@ -1,7 +1,7 @@
 // The field section of a request or response head: every field line up to the empty line, checked
 // by the shared grammar, with the few fields that decide framing and connection handling read on
 // the way (Content-Length, Transfer-Encoding, Host, Connection, Upgrade, Expect). One pass over the
-// bytes; the only strings made are the raw names and values the caller gets.
+// bytes, then one latin1 decode of the whole head: names and values are slices of that string.
 import { COLON, CR, FIELD_CHAR, HTAB, LF, SP, TCHAR, bytes, equalsLower } from './fields.ts'
 
 const CONTENT_LENGTH = bytes('content-length')
