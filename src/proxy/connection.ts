@@ -191,9 +191,6 @@ export class Exchange {
     else this.conn.flow()
   }
 
-  /** Body bytes already read but not yet given to a sink: a retry must not lose them. */
-  hasConsumedBody (): boolean { return this.sink !== undefined && this.head.body !== 'none' }
-
   /**
    * Reads the body for the body rules: resolves with its decoded bytes when it ends within
    * `maxBytes` (complete), or with the first `maxBytes` of them once more arrived (not complete);
@@ -407,10 +404,11 @@ export class ClientConnection {
   /** Parses and starts requests while there are bytes and no exchange runs. */
   next (): void {
     while (this.current === undefined && !this.gone) {
+      // Closing: what the client sent after the last answer is not read (it was told to close).
+      if (this.ending) { this.pending = undefined; this.close(false); return }
       const buf = this.pending
       if (buf === undefined || buf.length === 0) {
         this.pending = undefined
-        if (this.ending) { this.close(false); return }
         if (this.headSince === 0) this.idleSince = performance.now()
         this.flow()
         return
