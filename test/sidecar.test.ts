@@ -332,3 +332,54 @@ rules:
   }
   t.strictSame(app.seen.map((x) => x.url), ['/export?format=pdf', '/?x=1'], 'the app gets the origin-form path and query')
 })
+
+t.test('client connections: unread bodies, 100-continue, HTTP/1.0 keep-alive', async (t) => {
+  const app = await startApp(t)
+  const s = await start(t, { appPort: app.port })
+  const port = s.address.port
+
+  await t.test('a body not read for the answer (a path rule replays) is skipped: the pipelined request behind it is served', async (t) => {
+    const before = app.seen.length
+    const answer = await raw(port,
+      'POST /reports/a HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n\r\nhello' +
+      'GET /after HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n')
+    t.match(answer, /^HTTP\/1\.1 307 Temporary Redirect\r\n/, 'the replay first')
+    t.match(answer, /\r\n\r\n\{"replay":true\}\nHTTP\/1\.1 200 OK\r\n/, 'then the next answer')
+    t.strictSame(app.seen.slice(before).map((x) => x.url), ['/after'], 'the body never reached the app as a request')
+  })
+
+  await t.test('Expect: 100-continue with a body the answer does not need: no 100, the connection closes', async (t) => {
+    const started = Date.now()
+    const answer = await raw(port, 'POST /reports/b HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\nContent-Length: 5\r\n\r\n')
+    t.notMatch(answer, /100 Continue/, 'the client is not asked for the body')
+    t.match(answer, /^HTTP\/1\.1 307 Temporary Redirect\r\n(?:[^\r]+\r\n)*Connection: close\r\n\r\n/, 'the answer says it closes')
+    t.ok(Date.now() - started < 5000, 'and the connection is closed, not left waiting for the body')
+  })
+
+  await t.test('Expect: 100-continue for a proxied body: 100 Continue, then the app\'s answer', async (t) => {
+    const answer = await new Promise<string>((resolve, reject) => {
+      const sock = net.connect(port, '127.0.0.1')
+      let got = ''
+      sock.on('data', (c: Buffer) => {
+        got += c.toString('latin1')
+        if (got === 'HTTP/1.1 100 Continue\r\n\r\n') sock.write('hello')
+      })
+      sock.on('error', reject)
+      sock.on('close', () => { resolve(got) })
+      sock.write('PUT /upload HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\nContent-Length: 5\r\nConnection: close\r\n\r\n')
+    })
+    t.match(answer, /^HTTP\/1\.1 100 Continue\r\n\r\nHTTP\/1\.1 200 OK\r\n/)
+    t.equal(app.seen.at(-1)?.sha256, sha('hello'), 'the body reached the app')
+    t.equal(app.seen.at(-1)?.headers.expect, undefined, 'without the expectation')
+  })
+
+  await t.test('HTTP/1.0 with keep-alive: the connection is kept and says so; without it, closed', async (t) => {
+    // Answers of known length (replays): an HTTP/1.0 client cannot read a chunked one, so an app's
+    // chunked answer would close the connection anyway (test/proxy/forward.test.ts).
+    const answer = await raw(port, 'GET /reports/one HTTP/1.0\r\nConnection: keep-alive\r\n\r\nGET /reports/two HTTP/1.0\r\n\r\n')
+    const heads = answer.split(/\r\n\r\n\{"replay":true\}\n/).filter((x) => x.startsWith('HTTP/1.1'))
+    t.equal(heads.length, 2, 'both answered on one connection')
+    t.match(heads[0], /\r\nConnection: keep-alive$/, 'the first one kept alive')
+    t.match(heads[1], /\r\nConnection: close$/, 'the second one closed')
+  })
+})
