@@ -356,6 +356,10 @@ export class ClientConnection {
   private readonly limits: ConnectionLimits
   /** Bytes read but not yet parsed (the next request head, pipelined requests). */
   private pending: Buffer | undefined = undefined
+  /** The growing buffer `pending` may be a view of (append()); bytes past `pending` are free. */
+  private acc: Buffer | undefined = undefined
+  /** `pending.length` when the parser last said 'incomplete' (it then rescans only the new bytes). */
+  private seen = 0
   current: Exchange | undefined = undefined
   /** When the head now awaited started (ms, performance clock), 0 when none is awaited. */
   headSince: number
@@ -391,14 +395,34 @@ export class ClientConnection {
       if (at === -1 || at === chunk.length) return
       chunk = chunk.subarray(at)
     }
-    if (this.pending === undefined || this.pending.length === 0) this.pending = chunk
-    else this.pending = Buffer.concat([this.pending, chunk])
+    this.append(chunk)
     if (this.current === undefined) {
       if (this.idleSince !== 0) { this.idleSince = 0; this.headSince = performance.now() }
       this.next()
     } else {
       this.flow()
     }
+  }
+
+  /**
+   * Adds bytes to `pending`. A head that arrives in many small reads (a slow or hostile client)
+   * is gathered in a buffer that grows by doubling, not copied whole on every read.
+   */
+  private append (chunk: Buffer): void {
+    const p = this.pending
+    if (p === undefined || p.length === 0) { this.pending = chunk; this.seen = 0; return }
+    const len = p.length + chunk.length
+    const acc = this.acc
+    if (acc !== undefined && acc.length >= len && p.buffer === acc.buffer && p.byteOffset === acc.byteOffset) {
+      chunk.copy(acc, p.length)
+      this.pending = acc.subarray(0, len)
+      return
+    }
+    const next = Buffer.allocUnsafe(Math.max(2 * len, 4096))
+    p.copy(next, 0)
+    chunk.copy(next, p.length)
+    this.acc = next
+    this.pending = next.subarray(0, len)
   }
 
   /** Parses and starts requests while there are bytes and no exchange runs. */
@@ -413,8 +437,9 @@ export class ClientConnection {
         this.flow()
         return
       }
-      const r = parseRequestHead(buf, this.limits.maxHeadBytes)
+      const r = parseRequestHead(buf, this.limits.maxHeadBytes, this.seen)
       if (r.kind === 'incomplete') {
+        this.seen = buf.length
         if (this.headSince === 0) this.headSince = performance.now()
         this.flow()
         return
@@ -427,6 +452,7 @@ export class ClientConnection {
         return
       }
       const head = r.head
+      this.seen = 0
       this.headSince = 0
       this.idleSince = 0
       const rest = buf.length > head.headLength ? buf.subarray(head.headLength) : undefined

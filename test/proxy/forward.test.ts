@@ -691,3 +691,30 @@ t.test('pipelined and kept-alive requests reuse one connection to the app, answe
   const peers = new Set(app.requests.map((r) => r.remotePort))
   t.equal(peers.size, 1, 'over one kept-alive connection to the app')
 })
+
+t.test('a head that arrives a few bytes at a time, then its body and a second request, is served whole', async (t) => {
+  const app = await echoApp()
+  t.teardown(() => app.close())
+  const proxy = await startProxy(t, { origin: app.url })
+  const text = `POST /drip?x=${'y'.repeat(3000)} HTTP/1.1\r\nHost: x\r\nX-Long: ${'z'.repeat(5000)}\r\nContent-Length: 5\r\n\r\nhello` +
+    'GET /bytes/4 HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n'
+  const reply = await new Promise<string>((resolve, reject) => {
+    const s = net.connect(proxy.port, '127.0.0.1')
+    const parts: Buffer[] = []
+    s.on('data', (c: Buffer) => parts.push(c))
+    s.on('error', reject)
+    s.on('close', () => { resolve(Buffer.concat(parts).toString('latin1')) })
+    s.setNoDelay(true)
+    void (async () => {
+      for (let i = 0; i < text.length; i += 97) {
+        s.write(text.slice(i, i + 97))
+        if (i % 970 === 0) await sleep(1)
+      }
+    })()
+  })
+  t.equal(reply.match(/HTTP\/1\.1 200 OK/g)?.length, 2, 'both answered')
+  t.equal(app.requests[0]?.url, `/drip?x=${'y'.repeat(3000)}`, 'the long target whole')
+  t.equal(app.requests[0]?.headers['x-long'], 'z'.repeat(5000), 'the long field whole')
+  t.equal(app.requests[0]?.sha256, sha256(Buffer.from('hello')), 'the body')
+  t.equal(app.requests[1]?.url, '/bytes/4')
+})
