@@ -4,6 +4,7 @@ import t, { type Test } from 'tap'
 import http from 'node:http'
 import net from 'node:net'
 import { createHash } from 'node:crypto'
+import { setTimeout as sleep } from 'node:timers/promises'
 import { request } from 'undici'
 import pino from 'pino'
 import { parseConfig } from '../src/config/load.ts'
@@ -382,4 +383,31 @@ t.test('client connections: unread bodies, 100-continue, HTTP/1.0 keep-alive', a
     t.match(heads[0], /\r\nConnection: keep-alive$/, 'the first one kept alive')
     t.match(heads[1], /\r\nConnection: close$/, 'the second one closed')
   })
+})
+
+t.test('shutdown: the response in flight ends with Connection: close, a request pipelined behind it gets 503', async (t) => {
+  let release: (() => void) | undefined
+  const slow = http.createServer((req, res) => {
+    req.resume()
+    const answer = (): void => { res.writeHead(200, { 'content-type': 'text/plain', 'content-length': '4' }); res.end('slow') }
+    if (req.url === '/slow') release = answer
+    else answer()
+  })
+  const appPort = await listen(slow)
+  t.teardown(() => closeServer(slow))
+  const s = await start(t, { appPort })
+  const sock = net.connect(s.address.port, '127.0.0.1')
+  let got = ''
+  sock.on('data', (c: Buffer) => { got += c.toString('latin1') })
+  const closed = new Promise<void>((resolve) => { sock.on('close', () => { resolve() }) })
+  sock.write('GET /slow HTTP/1.1\r\nHost: x\r\n\r\nGET /next HTTP/1.1\r\nHost: x\r\n\r\n')
+  for (let i = 0; i < 300 && release === undefined; i++) await sleep(10)
+  t.ok(release !== undefined, 'the app has the first request')
+  const stopping = s.shutdown()
+  await sleep(50)
+  release?.()
+  await closed
+  await stopping
+  t.match(got, /^HTTP\/1\.1 200 OK\r\ncontent-type: text\/plain\r\ncontent-length: 4\r\n(?:[^\r]+\r\n)*Connection: close\r\n\r\nslow/, 'the response in flight, told to close')
+  t.match(got, /slowHTTP\/1\.1 503 Service Unavailable\r\n[^]*\r\nconnection: close\r\n\r\n\{"error":\{"code":"SIDECAR_ERR_SERVER_CLOSING","message":"the sidecar is shutting down"\}\}$/i, 'the request behind it: 503 and closed')
 })

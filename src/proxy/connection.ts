@@ -429,7 +429,7 @@ export class ClientConnection {
   next (): void {
     while (this.current === undefined && !this.gone) {
       // Closing: what the client sent after the last answer is not read (it was told to close).
-      if (this.ending) { this.pending = undefined; this.close(false); return }
+      if (this.ending && !this.hooks.closing()) { this.pending = undefined; this.close(false); return }
       const buf = this.pending
       if (buf === undefined || buf.length === 0) {
         this.pending = undefined
@@ -496,7 +496,9 @@ export class ClientConnection {
   exchangeDone (ex: Exchange): void {
     if (this.current !== ex) return
     this.current = undefined
-    if (!ex.keepAlive || this.gone) { this.close(false); return }
+    // Requests pipelined behind the last one before a shutdown still get an answer (503).
+    const drained = this.hooks.closing() && ex.head.keepAlive && this.pending !== undefined && this.pending.length > 0
+    if (this.gone || (!ex.keepAlive && !drained)) { this.close(false); return }
     this.headSince = 0
     if (this.pending !== undefined && this.pending.length > 0) this.headSince = performance.now()
     // Not from inside the caller's stack: it may still be writing.
