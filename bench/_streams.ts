@@ -109,3 +109,29 @@ export async function openIdleStreams (base: string, n: number, batch = 100, wai
     close: () => { for (const r of reqs) r.destroy() },
   }
 }
+
+/**
+ * Opens `n` downloads of the 16 MiB body whose clients read the first bytes and then stop
+ * reading: what a proxy holds for a slow client shows as its RSS growth (kernel socket buffers
+ * are not in RSS). `close()` ends them.
+ */
+export async function openSlowDownloads (base: string, n: number, waitMs = 5000): Promise<IdleStreams> {
+  const reqs: http.ClientRequest[] = []
+  let opened = 0
+  let problem: string | null = null
+  await Promise.all(Array.from({ length: n }, () => new Promise<void>((resolve) => {
+    const req = http.get(`${base}${PATHS.big}`, { agent: false }, (res) => {
+      if (res.statusCode !== 200) { problem ??= `status ${res.statusCode}`; resolve(); return }
+      res.once('data', () => { res.pause(); opened++; req.setTimeout(0); resolve() })
+      res.on('error', () => { /* destroyed by close() */ })
+    })
+    req.setTimeout(waitMs, () => { problem ??= `no first bytes in ${waitMs} ms`; resolve() })
+    req.on('error', (err) => { problem ??= err.message; resolve() })
+    reqs.push(req)
+  })))
+  return {
+    opened,
+    problem: problem === null ? null : `${opened} of ${n} slow downloads got through (${problem})`,
+    close: () => { for (const r of reqs) r.destroy() },
+  }
+}

@@ -12,7 +12,7 @@ import { FULL, QUICK, PATHS, livewireBody, type BenchParams } from './_config.ts
 import { startFakeMachinesApi } from './_machines-api.ts'
 import { detectPinning, pinSelf, cpuSeconds, memory, stopChild, type Child } from './_procs.ts'
 import { writeWrkScript, runWrk, type WrkResult } from './_wrk.ts'
-import { runStreams, quantile, openIdleStreams } from './_streams.ts'
+import { runStreams, quantile, openIdleStreams, openSlowDownloads } from './_streams.ts'
 import { checkTarget, LIVEWIRE_HEADERS } from './check.ts'
 import {
   ROOT, SIDECAR_CONFIG, SIDECAR_SRC, TARGETS, buildSidecarBundle, startApp, directTarget, startNginx, startHttpProxy, startNodeFloor,
@@ -194,6 +194,28 @@ async function main (): Promise<void> {
   }
   log('idle streams measured')
 
+  // Memory held per slow download: clients that take the first bytes of the 16 MiB body and then
+  // stop reading, in a process that has not run the loads yet.
+  const SLOW_DOWNLOADS = 64
+  const slow: Record<string, number> = {}
+  for (const column of columns) {
+    if (targets[column] === undefined || column === 'direct') continue
+    const t = targets[column] as Target
+    try {
+      const before = memory(t.pid).rss
+      const held = await openSlowDownloads(t.base, SLOW_DOWNLOADS)
+      await sleep(1500)
+      const during = memory(t.pid).rss
+      held.close()
+      if (held.problem !== null) notes.push(`slow downloads on ${column}: ${held.problem}`)
+      if (held.opened > 0) slow[column] = Math.max(0, during - before) / held.opened
+      await sleep(500)
+    } catch (err) {
+      notes.push(`slow downloads on ${column}: ${(err as Error).message}`)
+    }
+  }
+  log('slow downloads measured')
+
   // Correctness before timing.
   for (const [key, t] of Object.entries(targets)) {
     const problems = await checkTarget(t.base, { appBase, sidecar: key.startsWith('sidecar'), streamIntervalMs: params.streamIntervalMs })
@@ -313,6 +335,7 @@ async function main (): Promise<void> {
   extraRows.push(memRow('all loads above', 'peak RSS MiB ↓', (col) => peak[col], mib))
   extraRows.push(memRow(`${params.idleStreams.toLocaleString('en-US')} idle open streams`, 'RSS MiB ↓', (col) => idle[col]?.rss, mib))
   extraRows.push(memRow(`${params.idleStreams.toLocaleString('en-US')} idle open streams`, 'KiB per stream ↓', (col) => idle[col]?.perStream, kib))
+  extraRows.push(memRow(`${SLOW_DOWNLOADS} slow downloads of 16 MiB (first bytes read, then none)`, 'RSS growth KiB per download ↓', (col) => slow[col], kib))
 
   // Stop everything before writing (so a profile is flushed).
   for (const t of [...running].reverse()) await stopTarget(t)
@@ -320,7 +343,7 @@ async function main (): Promise<void> {
   await api.close()
 
   // ── report ─────────────────────────────────────────────────────────────
-  const goals = computeGoals(samples, { fresh, peak, idle })
+  const goals = computeGoals(samples, { fresh, peak, idle, slow })
 
   const cpuModel = os.cpus()[0]?.model ?? '?'
   const commit = spawnSync('git', ['-C', ROOT, 'log', '-1', '--format=%h %cI'], { encoding: 'utf8' }).stdout.trim()
@@ -332,7 +355,7 @@ async function main (): Promise<void> {
     `Parameters: ${params.rounds} interleaved round${params.rounds === 1 ? '' : 's'} × ${params.durationS} s per case and target after ${params.warmupS} s warm-up; wrk -t1 -c${c} (-c1 for the 1-connection and 16 MiB cases); ` +
       `streams ${params.streams} × ${params.streamChunks} chunks every ${params.streamIntervalMs} ms; ${params.idleStreams} idle streams; ` +
       (pin !== null ? `wrk and the stream clients pinned to CPU ${pin.load}, proxy and app to CPU ${pin.server} (taskset)` : 'NOT pinned (fewer than 2 CPUs or no taskset)') +
-      `; nginx: 1 worker, proxy_buffering off, proxy_request_buffering off, keep-alive upstream; http-proxy: Fastify + @fastify/http-proxy defaults; node-floor: node:http + one undici Pool dispatch per request (bench/targets/node-floor.js); sidecar: ${sidecarForm}${args['node-args'] !== undefined && args['node-args'].trim() !== '' ? ` run with \`${args['node-args'].trim()}\`` : ''} with bench/config/sidecar.yaml (1 Livewire body rule, metrics off, log level ${process.env.LOG_LEVEL ?? 'info'}).`,
+      `; nginx: 1 worker, proxy_buffering off, proxy_request_buffering off, keep-alive upstream; http-proxy: Fastify + @fastify/http-proxy defaults; node-floor: node:http + one undici Pool dispatch per request (bench/targets/node-floor.js); sidecar: ${sidecarForm}${args['node-args'] !== undefined && args['node-args'].trim() !== '' ? ` run with \`${args['node-args'].trim()}\`` : ''} with bench/config/sidecar.yaml (1 Livewire body rule, metrics on, log level ${process.env.LOG_LEVEL ?? 'info'}).`,
     'Cells: best / median ±spread over rounds (spread = (max − min) / median); ratios compare best rounds. ↑ higher is better, ↓ lower. ' +
       'CPU is the proxy process\'s own user+system time (nginx: its worker; direct: the app) from /proc/<pid>/stat. Stream delays are receive time minus the app\'s send stamp (CLOCK_MONOTONIC); peer columns show the difference.',
   ]
@@ -348,7 +371,7 @@ async function main (): Promise<void> {
     '# Benchmark results', '',
     ...header.map((h) => `${h}  `), '',
     table, '',
-    '## Goals (issue #5)', '',
+    '## Goals (issue #12)', '',
     renderGoals(goals), '',
     'The node-floor figures beside a goal are the bare `node:http` + undici proxy in the same run: what the stack leaves before any sidecar code runs. Why each unmet goal is not met, with profiles and A/B runs: [docs/performance.md](../docs/performance.md#the-goals-judged-on-this-run).', '',
     ...(statusLines.length > 0 ? ['## Targets not timed', '', ...statusLines, ''] : []),

@@ -56,6 +56,7 @@ export const codes = {
   SIDECAR_ERR_SERVER_BAD_REQUEST: { status: 400, message: 'bad request: %s' },
   SIDECAR_ERR_SERVER_HEADERS_TOO_LARGE: { status: 431, message: 'the request line and headers are larger than %s bytes' },
   SIDECAR_ERR_SERVER_HEADERS_TIMEOUT: { status: 408, message: 'the request headers did not arrive within %s ms' },
+  SIDECAR_ERR_SERVER_CLOSING: { status: 503, message: 'the sidecar is shutting down' },
 
   // ── EMULATOR: the local Fly emulator (`dev`) ───────────────────────────────
   SIDECAR_ERR_EMULATOR_MACHINE_START: { message: 'emulated Machine %s did not start: %s' },

@@ -2,13 +2,14 @@
 // still match), decide, then act — proxy to the app, answer fly-replay, forward to a pool
 // Machine, or reject. Everything configurable is precomputed in buildRouting() at start-up
 // (and on reload); handle() only reads it.
-import type { IncomingMessage, ServerResponse } from 'node:http'
-import type { Duplex } from 'node:stream'
+import type { Socket } from 'node:net'
 import type { Logger } from 'pino'
 import type { Config, PoolConfig } from './config/types.ts'
-import { compileRules, type CompiledRule, type CompiledRules, type RequestHead } from './rules/compile.ts'
+import { compileRules, type CompiledRule, type CompiledRules } from './rules/compile.ts'
 import { matchBodyRules, matchHead } from './rules/match.ts'
-import { readBodyPrefix, type BufferedBody } from './body/inspect.ts'
+import type { BufferedBody } from './body/inspect.ts'
+import type { RequestHead } from './http/request-head.ts'
+import type { Exchange } from './proxy/connection.ts'
 import { decidePool, formatDuration, isReplayable, needsPick, route } from './decision/decide.ts'
 import type { PoolMachines } from './machines/types.ts'
 import type { Forwarder } from './proxy/forward.ts'
@@ -61,38 +62,15 @@ export interface HandlerDeps {
 export const DEFAULT_INSPECT_BODY_TIMEOUT_MS = 60_000
 
 const REPLAY_BODY = '{"replay":true}\n'
-const REPLAY_BODY_LENGTH = String(Buffer.byteLength(REPLAY_BODY))
+const JSON_TYPE = 'application/json; charset=utf-8'
 
 /** Answers a request with a fly-replay header and a tiny body; Fly's edge never shows it. */
-function answerReplay (res: ServerResponse, header: string): void {
-  res.writeHead(307, {
-    'fly-replay': header,
-    'content-type': 'application/json',
-    'content-length': REPLAY_BODY_LENGTH,
-    'cache-control': 'no-store',
-  })
-  res.end(REPLAY_BODY)
+function answerReplay (ex: Exchange, header: string): void {
+  ex.answer(307, 'application/json', REPLAY_BODY, `fly-replay: ${header}\r\n`)
 }
 
-function answerError (res: ServerResponse, err: SidecarError): void {
-  const body = JSON.stringify(err.toJSON())
-  res.writeHead(err.status ?? 500, {
-    'content-type': 'application/json; charset=utf-8',
-    'content-length': Buffer.byteLength(body),
-    'cache-control': 'no-store',
-  })
-  res.end(body)
-}
-
-function headOf (req: IncomingMessage): RequestHead {
-  const url = req.url ?? '/'
-  const q = url.indexOf('?')
-  return {
-    method: req.method ?? 'GET',
-    path: q === -1 ? url : url.slice(0, q),
-    query: q === -1 ? '' : url.slice(q + 1),
-    headers: req.headers,
-  }
+function answerError (ex: Exchange, err: SidecarError): void {
+  ex.answer(err.status ?? 500, JSON_TYPE, JSON.stringify(err.toJSON()))
 }
 
 /** `instance=<id>` from a fly-replay-failed header (`;` or `,` separated, values maybe quoted). */
@@ -104,8 +82,8 @@ export function failedInstance (header: string | string[] | undefined): string |
 }
 
 export function createRequestHandler (deps: HandlerDeps): {
-  handle: (req: IncomingMessage, res: ServerResponse) => void
-  upgrade: (req: IncomingMessage, socket: Duplex, head: Buffer) => void
+  handle: (ex: Exchange) => void
+  upgrade: (head: RequestHead, socket: Socket, rest: Buffer) => void
 } {
   const { logger, forwarder, pools, metrics } = deps
   const requests = requestLogger(logger)
@@ -115,40 +93,40 @@ export function createRequestHandler (deps: HandlerDeps): {
     if (metrics !== undefined) metrics.decision(kind, rule ?? '', Number(process.hrtime.bigint() - started) / 1e9)
   }
 
-  function serveLocal (req: IncomingMessage, res: ServerResponse, started: bigint, rule: string | undefined, prefix: Buffer | undefined, reason: string): void {
+  function serveLocal (ex: Exchange, started: bigint, rule: string | undefined, reason: string): void {
     record(started, 'local', rule)
-    requests.info({ method: req.method, url: req.url, decision: 'local', reason, rule }, 'request')
-    forwarder.forward(req, res, prefix === undefined ? undefined : { prefix })
+    requests.info({ method: ex.head.method, url: ex.head.target, decision: 'local', reason, rule }, 'request')
+    forwarder.forward(ex)
   }
 
-  async function toPool (req: IncomingMessage, res: ServerResponse, started: bigint, routing: Routing, pool: PoolConfig, rule: CompiledRule, prefix: Buffer | undefined): Promise<void> {
-    const replayable = isReplayable(req.headers)
+  async function toPool (ex: Exchange, started: bigint, routing: Routing, pool: PoolConfig, rule: CompiledRule): Promise<void> {
+    const replayable = isReplayable(ex.head.headers)
     const pick = needsPick(pool, replayable) ? await pools.pick(pool.name) : undefined
     const d = decidePool({ pool, replayable, pick, replayTimeout: routing.replayTimeout, ruleName: rule.name })
     switch (d.kind) {
       case 'replay':
         record(started, 'replay', rule.name)
-        requests.info({ method: req.method, url: req.url, decision: 'replay', rule: rule.name, pool: pool.name, machine: d.machineId }, 'request')
-        answerReplay(res, d.header)
+        requests.info({ method: ex.head.method, url: ex.head.target, decision: 'replay', rule: rule.name, pool: pool.name, machine: d.machineId }, 'request')
+        answerReplay(ex, d.header)
         return
       case 'forward': {
         record(started, 'forward', rule.name)
-        requests.info({ method: req.method, url: req.url, decision: 'forward', rule: rule.name, pool: pool.name, machine: d.machineId }, 'request')
+        requests.info({ method: ex.head.method, url: ex.head.target, decision: 'forward', rule: rule.name, pool: pool.name, machine: d.machineId }, 'request')
         const origin = routing.privateOrigin(d.machineId)
-        forwarder.forward(req, res, prefix === undefined ? { origin } : { origin, prefix })
+        forwarder.forward(ex, { origin })
         return
       }
       case 'local':
-        serveLocal(req, res, started, rule.name, prefix, d.reason)
+        serveLocal(ex, started, rule.name, d.reason)
         return
       case 'reject':
         record(started, 'reject', rule.name)
-        logger.warn({ method: req.method, url: req.url, decision: 'reject', rule: rule.name, pool: pool.name, code: d.error.code }, 'request rejected')
-        answerError(res, d.error)
+        logger.warn({ method: ex.head.method, url: ex.head.target, decision: 'reject', rule: rule.name, pool: pool.name, code: d.error.code }, 'request rejected')
+        answerError(ex, d.error)
     }
   }
 
-  function decided (req: IncomingMessage, res: ServerResponse, started: bigint, routing: Routing, rule: CompiledRule | undefined, prefix: Buffer | undefined): void | Promise<void> {
+  function decided (ex: Exchange, started: bigint, routing: Routing, rule: CompiledRule | undefined): void | Promise<void> {
     const target = rule === undefined ? 'app' : rule.to
     const r = route({
       pool: routing.config.pool,
@@ -159,41 +137,40 @@ export function createRequestHandler (deps: HandlerDeps): {
       ruleName: rule?.name,
       originApp: routing.config.originApp,
     })
-    if (r.kind === 'local') return serveLocal(req, res, started, rule?.name, prefix, r.reason)
+    if (r.kind === 'local') return serveLocal(ex, started, rule?.name, r.reason)
     if (r.kind === 'elsewhere') {
       record(started, 'elsewhere', rule?.name)
-      requests.info({ method: req.method, url: req.url, decision: 'elsewhere', rule: rule?.name }, 'request')
-      return answerReplay(res, r.header)
+      requests.info({ method: ex.head.method, url: ex.head.target, decision: 'elsewhere', rule: rule?.name }, 'request')
+      return answerReplay(ex, r.header)
     }
     const pool = routing.config.pools[r.pool]
     // route() only names configured pools; the guard keeps a bad reload from crashing a request.
-    if (pool === undefined || rule === undefined) return serveLocal(req, res, started, rule?.name, prefix, 'no-pool')
-    return toPool(req, res, started, routing, pool, rule, prefix)
+    if (pool === undefined || rule === undefined) return serveLocal(ex, started, rule?.name, 'no-pool')
+    return toPool(ex, started, routing, pool, rule)
   }
 
-  async function withBody (req: IncomingMessage, res: ServerResponse, started: bigint, routing: Routing, candidates: readonly CompiledRule[]): Promise<void> {
+  async function withBody (ex: Exchange, started: bigint, routing: Routing, candidates: readonly CompiledRule[]): Promise<void> {
     let body: BufferedBody
     try {
-      body = await readBodyPrefix(req, routing.maxInspectBytes, inspectTimeoutMs)
+      body = await ex.readPrefix(routing.maxInspectBytes, inspectTimeoutMs)
     } catch (err) {
       if (err instanceof SidecarError && err.code === 'SIDECAR_ERR_BODY_TIMEOUT') {
         // A dripped body would otherwise hold the connection and its buffer for ever.
-        logger.info({ method: req.method, url: req.url, code: err.code }, 'request body too slow')
-        if (!res.headersSent && !res.destroyed) {
-          res.shouldKeepAlive = false
-          answerError(res, err)
-          res.once('finish', () => { req.destroy() })
+        logger.info({ method: ex.head.method, url: ex.head.target, code: err.code }, 'request body too slow')
+        if (!ex.started && !ex.aborted) {
+          ex.keepAlive = false
+          answerError(ex, err)
         }
         return
       }
       // The client went away or sent a broken body while we were reading it: nothing to serve.
-      logger.info({ method: req.method, url: req.url, err }, 'request body aborted')
-      if (!res.headersSent && !res.destroyed) res.destroy()
+      logger.info({ method: ex.head.method, url: ex.head.target, err }, 'request body aborted')
+      if (!ex.started && !ex.aborted) ex.destroy()
       return
     }
     metrics?.bodyInspected(body.bytes.length)
-    const rule = matchBodyRules(candidates, req.headers['content-type'], body)
-    await decided(req, res, started, routing, rule, body.bytes)
+    const rule = matchBodyRules(candidates, ex.head.headers['content-type'] as string | undefined, body)
+    await decided(ex, started, routing, rule)
   }
 
   /**
@@ -206,46 +183,47 @@ export function createRequestHandler (deps: HandlerDeps): {
     if (failed !== undefined) for (const pool of Object.keys(routing.config.pools)) pools.reportFailed(pool, failed)
   }
 
-  function fail (req: IncomingMessage, res: ServerResponse, err: unknown): void {
-    logger.error({ method: req.method, url: req.url, err }, 'request failed')
-    if (!res.headersSent) answerError(res, new SidecarError('SIDECAR_ERR_SERVER_INTERNAL', [], { cause: err }))
-    else res.destroy()
+  function fail (ex: Exchange, err: unknown): void {
+    logger.error({ method: ex.head.method, url: ex.head.target, err }, 'request failed')
+    if (!ex.started) answerError(ex, new SidecarError('SIDECAR_ERR_SERVER_INTERNAL', [], { cause: err }))
+    else ex.destroy()
   }
 
-  function handle (req: IncomingMessage, res: ServerResponse): void {
+  function handle (ex: Exchange): void {
     const started = process.hrtime.bigint()
     const routing = deps.routing()
-    const headers = req.headers
+    const head = ex.head
+    const headers = head.headers
     // Contract §4.2 and §4.7: a replayed request or a fallback is served here, always; off Fly
     // there is nowhere else to send anything. Neither needs rules.
-    if (!routing.onFly) return serveLocal(req, res, started, undefined, undefined, 'not-on-fly')
-    if (headers['fly-replay-src'] !== undefined) return serveLocal(req, res, started, undefined, undefined, 'replayed')
+    if (!routing.onFly) return serveLocal(ex, started, undefined, 'not-on-fly')
+    if (headers['fly-replay-src'] !== undefined) return serveLocal(ex, started, undefined, 'replayed')
     if (headers['fly-replay-failed'] !== undefined) {
       reportFallback(routing, headers['fly-replay-failed'])
-      return serveLocal(req, res, started, undefined, undefined, 'fallback')
+      return serveLocal(ex, started, undefined, 'fallback')
     }
-    const m = matchHead(routing.rules, headOf(req))
+    const m = matchHead(routing.rules, head)
     try {
       const p = m.kind === 'done'
-        ? decided(req, res, started, routing, m.rule, undefined)
-        : withBody(req, res, started, routing, m.candidates)
-      if (p !== undefined) p.catch((err: unknown) => fail(req, res, err))
+        ? decided(ex, started, routing, m.rule)
+        : withBody(ex, started, routing, m.candidates)
+      if (p !== undefined) p.catch((err: unknown) => fail(ex, err))
     } catch (err) {
-      fail(req, res, err)
+      fail(ex, err)
     }
   }
 
-  function upgrade (req: IncomingMessage, socket: Duplex, head: Buffer): void {
+  function upgrade (head: RequestHead, socket: Socket, rest: Buffer): void {
     const routing = deps.routing()
-    if (routing.onFly) reportFallback(routing, req.headers['fly-replay-failed'])
+    if (routing.onFly) reportFallback(routing, head.headers['fly-replay-failed'])
     const origin = routing.config.app.url
     const local = (): void => {
       metrics?.decision('local', '', 0)
-      tunnelUpgrade(req, socket, head, origin, { logger, readyTimeoutMs: routing.config.app.readyTimeoutMs, ...(metrics === undefined ? {} : { onOpen: (d: 1 | -1) => metrics.websocket(d) }) })
+      tunnelUpgrade({ ...head, remoteAddress: socket.remoteAddress }, socket, rest, origin, { logger, readyTimeoutMs: routing.config.app.readyTimeoutMs, ...(metrics === undefined ? {} : { onOpen: (d: 1 | -1) => metrics.websocket(d) }) })
     }
-    const headers = req.headers
+    const headers = head.headers
     if (!routing.onFly || headers['fly-replay-src'] !== undefined || headers['fly-replay-failed'] !== undefined) return local()
-    const m = matchHead(routing.rules, headOf(req))
+    const m = matchHead(routing.rules, head)
     // An upgrade carries no body, so a body rule cannot match it.
     const rule = m.kind === 'done' ? m.rule : m.candidates.find((c) => c.bodyKind === null)
     const r = route({ pool: routing.config.pool, onFly: true, replayed: false, fallback: false, target: rule?.to ?? 'app', ruleName: rule?.name, originApp: routing.config.originApp })

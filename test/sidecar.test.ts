@@ -4,6 +4,7 @@ import t, { type Test } from 'tap'
 import http from 'node:http'
 import net from 'node:net'
 import { createHash } from 'node:crypto'
+import { setTimeout as sleep } from 'node:timers/promises'
 import { request } from 'undici'
 import pino from 'pino'
 import { parseConfig } from '../src/config/load.ts'
@@ -242,4 +243,171 @@ t.test('a body too large to replay is forwarded to the pool Machine, streamed', 
   t.equal(res.headers['x-served-by'], 'tasker')
   t.equal((await res.body.json() as { sha256: string }).sha256, sha(big))
   t.equal(app.seen.length, 0)
+})
+
+/** Sends raw bytes on a new connection and resolves with everything read until the server closes. */
+async function raw (port: number, text: string): Promise<string> {
+  return await new Promise<string>((resolve, reject) => {
+    const s = net.connect(port, '127.0.0.1')
+    const parts: Buffer[] = []
+    s.on('data', (c: Buffer) => parts.push(c))
+    s.on('error', reject)
+    s.on('close', () => { resolve(Buffer.concat(parts).toString('latin1')) })
+    s.write(text)
+  })
+}
+
+t.test('absolute-form targets match every kind of rule on their path and query (RFC 9112 §3.2.2)', async (t) => {
+  const app = await startApp(t)
+  const yaml = `listen: 127.0.0.1:0
+app:
+  url: http://127.0.0.1:${app.port}
+  ready-timeout: 1s
+metrics: false
+fly:
+  replay-timeout: 45s
+pools:
+  tasker:
+    size: 1
+rules:
+  - name: by-json
+    match:
+      method: POST
+      path: /livewire/update
+      json:
+        components[*].calls[*].method: process
+    to: tasker
+  - name: by-form
+    match:
+      method: POST
+      path: /form
+      form:
+        action: process
+    to: tasker
+  - name: by-query
+    match:
+      path: /export
+      query:
+        format: csv
+    to: tasker
+  - name: by-header
+    match:
+      path: /api/**
+      headers: { x-task: heavy }
+    to: tasker
+  - name: by-method
+    match:
+      method: DELETE
+      path: /items/*
+    to: tasker
+  - name: by-path
+    match:
+      path: /reports/**
+    to: tasker
+`
+  const env: NodeJS.ProcessEnv = { FLY_APP_NAME: 'demo', FLY_MACHINE_ID: 'web-1', FLY_REGION: 'ams', FLY_IMAGE_REF: 'registry.fly.io/demo:1', FLY_API_TOKEN: 'secret-token' }
+  const s = await startSidecar({ config: parseConfig(yaml, '/tmp/routes.yaml', env), logger: pino({ level: 'silent' }), pools: stubPools(ok) })
+  t.teardown(() => s.shutdown())
+  const form = 'action=process&id=7'
+  const cases: readonly [string, string, string | undefined][] = [
+    ['json', `POST http://shop.example.test/livewire/update HTTP/1.1\r\nHost: shop.example.test\r\nContent-Type: application/json\r\nContent-Length: ${LIVEWIRE_PROCESS.length}\r\nConnection: close\r\n\r\n${LIVEWIRE_PROCESS}`, 'by-json'],
+    ['form', `POST https://shop.example.test/form HTTP/1.1\r\nHost: shop.example.test\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: ${form.length}\r\nConnection: close\r\n\r\n${form}`, 'by-form'],
+    ['query', 'GET http://shop.example.test:8080/export?format=csv HTTP/1.1\r\nHost: shop.example.test\r\nConnection: close\r\n\r\n', 'by-query'],
+    ['query not matching', 'GET http://shop.example.test/export?format=pdf HTTP/1.1\r\nHost: shop.example.test\r\nConnection: close\r\n\r\n', undefined],
+    ['header', 'GET http://shop.example.test/api/jobs HTTP/1.1\r\nHost: shop.example.test\r\nX-Task: heavy\r\nConnection: close\r\n\r\n', 'by-header'],
+    ['method', 'DELETE HTTP://shop.example.test/items/9 HTTP/1.1\r\nHost: shop.example.test\r\nConnection: close\r\n\r\n', 'by-method'],
+    ['path, no path in the target', 'GET http://shop.example.test?x=1 HTTP/1.1\r\nHost: shop.example.test\r\nConnection: close\r\n\r\n', undefined],
+    ['path', 'GET http://shop.example.test/reports/2026/q3.csv HTTP/1.1\r\nHost: shop.example.test\r\nConnection: close\r\n\r\n', 'by-path'],
+  ]
+  for (const [kind, bytes, rule] of cases) {
+    const before = app.seen.length
+    const answer = await raw(s.address.port, bytes)
+    if (rule === undefined) {
+      t.match(answer, /^HTTP\/1\.1 200 /, `${kind}: served by the app`)
+      t.equal(app.seen.length, before + 1, `${kind}: the app got it`)
+    } else {
+      t.match(answer, /^HTTP\/1\.1 307 /, `${kind}: replayed`)
+      t.match(answer, new RegExp(`\r\nfly-replay: instance=tasker-1;timeout=45s;fallback=prefer_self;state=${rule}\r\n`), `${kind}: by rule ${rule}`)
+      t.equal(app.seen.length, before, `${kind}: the app never saw it`)
+    }
+  }
+  t.strictSame(app.seen.map((x) => x.url), ['/export?format=pdf', '/?x=1'], 'the app gets the origin-form path and query')
+})
+
+t.test('client connections: unread bodies, 100-continue, HTTP/1.0 keep-alive', async (t) => {
+  const app = await startApp(t)
+  const s = await start(t, { appPort: app.port })
+  const port = s.address.port
+
+  await t.test('a body not read for the answer (a path rule replays) is skipped: the pipelined request behind it is served', async (t) => {
+    const before = app.seen.length
+    const answer = await raw(port,
+      'POST /reports/a HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n\r\nhello' +
+      'GET /after HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n')
+    t.match(answer, /^HTTP\/1\.1 307 Temporary Redirect\r\n/, 'the replay first')
+    t.match(answer, /\r\n\r\n\{"replay":true\}\nHTTP\/1\.1 200 OK\r\n/, 'then the next answer')
+    t.strictSame(app.seen.slice(before).map((x) => x.url), ['/after'], 'the body never reached the app as a request')
+  })
+
+  await t.test('Expect: 100-continue with a body the answer does not need: no 100, the connection closes', async (t) => {
+    const started = Date.now()
+    const answer = await raw(port, 'POST /reports/b HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\nContent-Length: 5\r\n\r\n')
+    t.notMatch(answer, /100 Continue/, 'the client is not asked for the body')
+    t.match(answer, /^HTTP\/1\.1 307 Temporary Redirect\r\n(?:[^\r]+\r\n)*Connection: close\r\n\r\n/, 'the answer says it closes')
+    t.ok(Date.now() - started < 5000, 'and the connection is closed, not left waiting for the body')
+  })
+
+  await t.test('Expect: 100-continue for a proxied body: 100 Continue, then the app\'s answer', async (t) => {
+    const answer = await new Promise<string>((resolve, reject) => {
+      const sock = net.connect(port, '127.0.0.1')
+      let got = ''
+      sock.on('data', (c: Buffer) => {
+        got += c.toString('latin1')
+        if (got === 'HTTP/1.1 100 Continue\r\n\r\n') sock.write('hello')
+      })
+      sock.on('error', reject)
+      sock.on('close', () => { resolve(got) })
+      sock.write('PUT /upload HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\nContent-Length: 5\r\nConnection: close\r\n\r\n')
+    })
+    t.match(answer, /^HTTP\/1\.1 100 Continue\r\n\r\nHTTP\/1\.1 200 OK\r\n/)
+    t.equal(app.seen.at(-1)?.sha256, sha('hello'), 'the body reached the app')
+    t.equal(app.seen.at(-1)?.headers.expect, undefined, 'without the expectation')
+  })
+
+  await t.test('HTTP/1.0 with keep-alive: the connection is kept and says so; without it, closed', async (t) => {
+    // Answers of known length (replays): an HTTP/1.0 client cannot read a chunked one, so an app's
+    // chunked answer would close the connection anyway (test/proxy/forward.test.ts).
+    const answer = await raw(port, 'GET /reports/one HTTP/1.0\r\nConnection: keep-alive\r\n\r\nGET /reports/two HTTP/1.0\r\n\r\n')
+    const heads = answer.split(/\r\n\r\n\{"replay":true\}\n/).filter((x) => x.startsWith('HTTP/1.1'))
+    t.equal(heads.length, 2, 'both answered on one connection')
+    t.match(heads[0], /\r\nConnection: keep-alive$/, 'the first one kept alive')
+    t.match(heads[1], /\r\nConnection: close$/, 'the second one closed')
+  })
+})
+
+t.test('shutdown: the response in flight ends with Connection: close, a request pipelined behind it gets 503', async (t) => {
+  let release: (() => void) | undefined
+  const slow = http.createServer((req, res) => {
+    req.resume()
+    const answer = (): void => { res.writeHead(200, { 'content-type': 'text/plain', 'content-length': '4' }); res.end('slow') }
+    if (req.url === '/slow') release = answer
+    else answer()
+  })
+  const appPort = await listen(slow)
+  t.teardown(() => closeServer(slow))
+  const s = await start(t, { appPort })
+  const sock = net.connect(s.address.port, '127.0.0.1')
+  let got = ''
+  sock.on('data', (c: Buffer) => { got += c.toString('latin1') })
+  const closed = new Promise<void>((resolve) => { sock.on('close', () => { resolve() }) })
+  sock.write('GET /slow HTTP/1.1\r\nHost: x\r\n\r\nGET /next HTTP/1.1\r\nHost: x\r\n\r\n')
+  for (let i = 0; i < 300 && release === undefined; i++) await sleep(10)
+  t.ok(release !== undefined, 'the app has the first request')
+  const stopping = s.shutdown()
+  await sleep(50)
+  release?.()
+  await closed
+  await stopping
+  t.match(got, /^HTTP\/1\.1 200 OK\r\ncontent-type: text\/plain\r\ncontent-length: 4\r\n(?:[^\r]+\r\n)*Connection: close\r\n\r\nslow/, 'the response in flight, told to close')
+  t.match(got, /slowHTTP\/1\.1 503 Service Unavailable\r\n[^]*\r\nconnection: close\r\n\r\n\{"error":\{"code":"SIDECAR_ERR_SERVER_CLOSING","message":"the sidecar is shutting down"\}\}$/i, 'the request behind it: 503 and closed')
 })

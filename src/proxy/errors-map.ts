@@ -17,6 +17,18 @@ const MALFORMED: ReadonlySet<string> = new Set([
   'ERR_HTTP_INVALID_STATUS_CODE', 'ERR_INVALID_CHAR', 'ERR_INVALID_HTTP_TOKEN', 'ERR_HTTP_INVALID_HEADER_VALUE',
 ])
 
+/** Failures the forwarder itself finds in the app's answer (codes of its own, never Node's). */
+export type UpstreamFault = 'headers-timeout' | 'bad-response'
+const FAULT_CODES: Readonly<Record<UpstreamFault, string>> = {
+  'headers-timeout': 'SIDECAR_UPSTREAM_HEADERS_TIMEOUT',
+  'bad-response': 'SIDECAR_UPSTREAM_BAD_RESPONSE',
+}
+
+/** An Error for a fault the forwarder found, with a code upstreamError() maps. */
+export function upstreamFault (kind: UpstreamFault, message: string): Error {
+  return Object.assign(new Error(message), { code: FAULT_CODES[kind] })
+}
+
 /** The error's own code, or, for an AggregateError (one per address tried), its first one. */
 function codeOf (err: unknown): string | undefined {
   if (typeof err !== 'object' || err === null) return undefined
@@ -58,8 +70,8 @@ export function upstreamError (err: unknown, responseStarted: boolean): SidecarE
   if ((err as { name?: unknown } | null)?.name === 'HTTPParserError') return new SidecarError('SIDECAR_ERR_UPSTREAM_BAD_RESPONSE', [], cause)
   if (code !== undefined) {
     if (UNREACHABLE.has(code)) return new SidecarError('SIDECAR_ERR_UPSTREAM_UNAVAILABLE', [], cause)
-    if (code === 'UND_ERR_HEADERS_TIMEOUT') return new SidecarError('SIDECAR_ERR_UPSTREAM_TIMEOUT', [], cause)
-    if (code.startsWith('HPE_') || MALFORMED.has(code)) return new SidecarError('SIDECAR_ERR_UPSTREAM_BAD_RESPONSE', [], cause)
+    if (code === 'UND_ERR_HEADERS_TIMEOUT' || code === FAULT_CODES['headers-timeout']) return new SidecarError('SIDECAR_ERR_UPSTREAM_TIMEOUT', [], cause)
+    if (code.startsWith('HPE_') || MALFORMED.has(code) || code === FAULT_CODES['bad-response']) return new SidecarError('SIDECAR_ERR_UPSTREAM_BAD_RESPONSE', [], cause)
     if (code === 'UND_ERR_SOCKET' && /^bad (response|upgrade)$/.test(messageOf(err))) {
       return new SidecarError('SIDECAR_ERR_UPSTREAM_BAD_RESPONSE', [], cause)
     }

@@ -1,14 +1,17 @@
-// Streams a request to the app (or a pool Machine) with undici's dispatch() and the response
-// back onto the raw Node response, chunk by chunk, with backpressure and no intermediate streams.
-import type { IncomingMessage, ServerResponse } from 'node:http'
-import type { Readable } from 'node:stream'
+// Forwards an exchange to the app (or a pool Machine) over a kept-alive socket: the request head
+// edited as text and written with the body bytes as they came, the response framed from the app's
+// bytes and passed to the client chunk by chunk, with backpressure both ways.
+import type net from 'node:net'
+import { STATUS_CODES } from 'node:http'
 import { performance } from 'node:perf_hooks'
-import { Agent, Pool, errors as undiciErrors } from 'undici'
-import type { Dispatcher } from 'undici'
 import type { Logger } from 'pino'
 import { SidecarError } from '../errors.ts'
-import { forwardRequestHeaders, requestTarget, responseHeaders } from './headers.ts'
-import { isConnectionRefused, upstreamError } from './errors-map.ts'
+import { ChunkedDecoder } from '../http/chunked.ts'
+import { parseResponseHead, type ResponseHead } from '../http/response-head.ts'
+import { upstreamRequestHead, requestTarget, responseHeadText } from './headers.ts'
+import { isConnectionRefused, upstreamError, upstreamFault } from './errors-map.ts'
+import type { AbortListener, BodySink, Exchange } from './connection.ts'
+import { UpstreamPool, idleTimeoutFor, type UpstreamUser } from './upstream.ts'
 
 export interface ForwarderOptions {
   /** app.url, e.g. http://127.0.0.1:8081 (no path). */
@@ -28,20 +31,17 @@ export interface ForwarderOptions {
 }
 
 export interface ForwardOptions {
-  /** Body bytes already read from `req` (body inspection): sent first, then the rest of `req`. */
-  readonly prefix?: Buffer
   /** A different upstream (a pool Machine's private URL); connections are pooled per origin. */
   readonly origin?: string
 }
 
 export interface Forwarder {
   /**
-   * Proxies `req` to the upstream and streams the answer into `res`. Never throws and never
-   * rejects: every failure ends as a JSON error response or, once the response has started,
-   * a destroyed `res`.
+   * Proxies the exchange to the upstream and streams the answer back. Never throws: every
+   * failure ends as a JSON error response or, once the response has started, a cut connection.
    */
-  forward (req: IncomingMessage, res: ServerResponse, options?: ForwardOptions): void
-  /** Destroys the connection pools (call after the server has drained) and answers 502 to requests waiting for the app. */
+  forward (ex: Exchange, options?: ForwardOptions): void
+  /** Destroys the upstream connections (after the drain) and answers 502 to requests waiting for the app. */
   close (): Promise<void>
 }
 
@@ -51,181 +51,341 @@ export interface Forwarder {
  */
 const RESENDABLE_METHODS: ReadonlySet<string> = new Set(['GET', 'HEAD', 'OPTIONS', 'TRACE', 'PUT', 'DELETE'])
 
-/**
- * The app closed the connection before any byte of an answer: the usual race when the app drops
- * an idle kept-alive socket just as the sidecar reuses it.
- */
-function closedBeforeAnswer (err: Error): boolean {
-  const code = (err as { code?: unknown }).code
-  return code === 'ECONNRESET' || code === 'EPIPE' || (code === 'UND_ERR_SOCKET' && (err.message === 'other side closed' || err.message === 'closed'))
-}
-
 /** How often a refused connection is tried again inside the ready window. */
 const RETRY_INTERVAL_MS = 100
 const DEFAULT_HEADERS_TIMEOUT_MS = 300_000
 /** A bounded connect: an unroutable pool Machine address must not hold a request for minutes. */
 const CONNECT_TIMEOUT_MS = 10_000
+/** As Node's and undici's own default limit for a response head. */
+const MAX_RESPONSE_HEAD_BYTES = 16 * 1024
+const LAST_CHUNK = Buffer.from('0\r\n\r\n', 'latin1')
+const END_LAST_CHUNK = Buffer.from('\r\n0\r\n\r\n', 'latin1')
+const CRLF = Buffer.from('\r\n', 'latin1')
 
 /** State every request of one forwarder shares. */
 interface Shared {
   readonly logger: Logger
   readonly readyUntil: number
+  readonly headersTimeoutMs: number
   readonly onUpstreamError: ((code: string) => void) | undefined
   readonly onStream: ((delta: 1 | -1) => void) | undefined
   /** Requests waiting out a refused connection, so close() can answer them. */
   readonly waiting: Set<Proxied>
+  /** Requests sent and waiting for their response head, checked by one sweep, not a timer each. */
+  readonly awaiting: Set<Proxied>
   closed: boolean
 }
 
-/** Body prefix, then every remaining chunk of the same stream, untouched. */
-async function * prefixThenRest (prefix: Buffer, rest: Readable): AsyncGenerator<Buffer> {
-  if (prefix.length > 0) yield prefix
-  for await (const chunk of rest) yield chunk as Buffer
+const enum_ = { CONNECTING: 0, HEAD: 1, BODY: 2, DONE: 3 } as const
+
+function closedError (): Error {
+  return Object.assign(new Error('other side closed'), { code: 'ECONNRESET' })
 }
 
-/**
- * The chunks of `body` as an iterable: undici turns a stream that has already ended (a small
- * chunked body that arrived whole) into a content-length body; an iterable stays chunked.
- */
-async function * chunksOf (body: Readable): AsyncGenerator<Buffer> {
-  for await (const chunk of body) yield chunk as Buffer
-}
-
-/** Answers `err` as the JSON error body of contract §6; never a stack trace. */
-function answerError (res: ServerResponse, err: SidecarError): void {
-  const body = JSON.stringify(err.toJSON())
-  res.writeHead(err.status ?? 502, {
-    'content-type': 'application/json; charset=utf-8',
-    'content-length': Buffer.byteLength(body),
-    'cache-control': 'no-store',
-  })
-  res.end(body)
-}
-
-function flushIfIdle (p: Proxied): void {
-  // Headers go out with the first chunk when both arrived together; a stream that sends its
-  // headers first (event streams, long polls) must not keep them back until the first chunk.
-  if (!p.wrote && !p.finished && !p.res.destroyed) p.res.flushHeaders()
-}
-
-function retry (p: Proxied): void {
-  p.shared.waiting.delete(p)
-  p.timer = undefined
-  if (!p.finished) p.dispatch()
-}
-
-/** One proxied request: the undici dispatch handler (undici 7 controller API). */
-class Proxied implements Dispatcher.DispatchHandler {
+/** One proxied request. */
+class Proxied implements BodySink, UpstreamUser, AbortListener {
   readonly shared: Shared
-  readonly req: IncomingMessage
-  readonly res: ServerResponse
-  readonly dispatcher: Dispatcher
-  readonly opts: Dispatcher.DispatchOptions
-  readonly prefix: Buffer | undefined
-  readonly hasBody: boolean
-  readonly chunked: boolean
-  controller: Dispatcher.DispatchController | undefined = undefined
-  timer: NodeJS.Timeout | undefined = undefined
-  /** Connected and sending: from here on request bytes may have been consumed. */
-  started = false
-  /** Response headers passed to the client. */
-  responded = false
-  wrote = false
-  finished = false
-  clientGone = false
-  /** Sent again once already, after the app closed the connection before answering. */
+  readonly ex: Exchange
+  readonly pool: UpstreamPool
+  readonly headText: string
+  socket: net.Socket | undefined = undefined
+  phase: number = enum_.CONNECTING
+  reused = false
   resent = false
+  bodyAttached = false
+  /** The whole request body went to the app. */
+  bodySent = false
+  responded = false
+  gotBytes = false
+  timer: NodeJS.Timeout | undefined = undefined
+  /** When the request was sent (performance clock): the headers timeout counts from here. */
+  sentAt = 0
+  resBuf: Buffer | undefined = undefined
+  res: ResponseHead | undefined = undefined
+  remaining = 0
+  decoder: ChunkedDecoder | undefined = undefined
+  /** Chunked pass-through: framing bytes after the last data, not yet written. */
+  framing: Buffer[] | undefined = undefined
+  wroteData = false
+  /** Chunk ends in the current app chunk (pass-through) or data ranges (HTTP/1.0 client). */
+  dataTo = -1
+  /** Re-frame a close-delimited body as chunked for an HTTP/1.1 client. */
+  wrapChunks = false
+  /** Decode chunked for an HTTP/1.0 client. */
+  unchunk = false
+  idleMs = 0
+  /** Reading from the app is paused until the client has taken every byte written (see out()). */
+  waitingDrain = false
+  /** Writes of read-buffer bytes whose callback has not run yet. */
+  pendingWrites = 0
+  /** The upstream socket, once the response is complete, to be released after the last write. */
+  toRelease: net.Socket | undefined = undefined
+  // UpstreamUser: the events of the socket carrying this request.
+  upConnect (): void { this.connected() }
+  upData (chunk: Buffer): void { this.onUpData(chunk) }
+  upEnd (): void { this.onUpEnd() }
+  upError (err: Error): void { this.onUpError(err) }
+  upClose (): void { this.onUpError(closedError()) }
+  upDrain (): void { this.ex.resumeBody() }
+  upTimeout (): void { this.onUpError(Object.assign(new Error('connect timed out'), { code: 'ETIMEDOUT' })) }
 
-  constructor (shared: Shared, req: IncomingMessage, res: ServerResponse, dispatcher: Dispatcher, origin: string, path: string, prefix: Buffer | undefined) {
+  /** The write callback of out(), made once. */
+  onWritten: (() => void) | undefined = undefined
+
+  /** The decoder's data callback, made for chunked responses only. */
+  onTap: ((buf: Buffer, from: number, to: number) => void) | undefined = undefined
+
+  constructor (shared: Shared, ex: Exchange, pool: UpstreamPool, path: string) {
     this.shared = shared
-    this.req = req
-    this.res = res
-    this.dispatcher = dispatcher
-    this.prefix = prefix
-    const h = forwardRequestHeaders(req.rawHeaders, req.socket.remoteAddress)
-    this.hasBody = h.hasBody
-    this.chunked = h.chunked
-    this.opts = { origin, path, method: req.method as Dispatcher.HttpMethod, headers: h.headers, body: null }
-    res.on('close', () => { this.onClientClose() })
+    this.ex = ex
+    this.pool = pool
+    this.headText = upstreamRequestHead(ex.head, path, ex.remoteAddress, pool.authority)
   }
 
-  /** A fresh body for each attempt: retries only happen before any of it was read. */
-  body (): Buffer | Readable | Buffer[] | AsyncIterable<Buffer> | null {
-    const { prefix, req } = this
-    if (!this.hasBody) return null
-    if (prefix === undefined) return this.chunked ? chunksOf(req) : req
-    // The whole body was read: a Buffer keeps content-length, a one-chunk iterable stays chunked.
-    if (req.readableEnded) return this.chunked ? [prefix] : prefix
-    return prefixThenRest(prefix, req)
+  start (): void {
+    this.ex.onAbort(this)
+    if (!this.ex.aborted) this.attempt(false)
   }
 
-  dispatch (): void {
-    this.started = false
-    this.controller = undefined
-    ;(this.opts as { body: unknown }).body = this.body()
-    this.dispatcher.dispatch(this.opts, this)
+  attempt (fresh: boolean): void {
+    const s = fresh ? undefined : this.pool.take(this)
+    this.reused = s !== undefined
+    if (s !== undefined) {
+      this.socket = s
+      this.send()
+    } else {
+      this.phase = enum_.CONNECTING
+      const socket = this.pool.connect(this)
+      this.socket = socket
+      socket.setTimeout(CONNECT_TIMEOUT_MS)
+    }
   }
 
-  onRequestStart (controller: Dispatcher.DispatchController): void {
-    this.controller = controller
-    this.started = true
-    if (this.clientGone) controller.abort(new undiciErrors.RequestAbortedError('the client closed the connection'))
+  connected (): void {
+    this.socket?.setTimeout(0)
+    this.send()
   }
 
-  onResponseStart (controller: Dispatcher.DispatchController, statusCode: number, _headers: unknown, statusMessage?: string): void {
-    // 1xx interim responses (102, 103) are not passed on; the final one follows.
-    if (statusCode < 200 || this.clientGone) return
-    const res = this.res
-    const head = responseHeaders((controller.rawHeaders ?? []) as Buffer[])
-    try {
-      res.sendDate = false
-      res.writeHead(statusCode, statusMessage, head.headers)
-    } catch (err) {
-      // Node refused the app's status or a header (invalid characters): nothing was sent yet.
-      controller.abort(err as Error)
+  send (): void {
+    const socket = this.socket as net.Socket
+    this.phase = enum_.HEAD
+    this.gotBytes = false
+    this.sentAt = performance.now()
+    this.shared.awaiting.add(this)
+    if (this.ex.head.body === 'none') {
+      this.bodySent = true
+      socket.write(this.headText, 'latin1')
+    } else if (!this.bodyAttached) {
+      // The head and the body bytes read so far in one write.
+      socket.cork()
+      socket.write(this.headText, 'latin1')
+      this.bodyAttached = true
+      this.ex.attachBody(this)
+      socket.uncork()
+    }
+  }
+
+  // BodySink: the client's body bytes, as they came.
+  data (buf: Buffer): boolean {
+    const s = this.socket
+    if (s === undefined || this.phase === enum_.DONE) return true
+    return s.write(buf)
+  }
+
+  end (): void { this.bodySent = true }
+
+  /** Drops the upstream socket (never reused): its events no longer reach this request. */
+  dropSocket (): void {
+    const s = this.socket
+    if (s === undefined) return
+    this.socket = undefined
+    this.pool.drop(s)
+  }
+
+  clearTimer (): void {
+    this.shared.awaiting.delete(this)
+    if (this.timer !== undefined) { clearTimeout(this.timer); this.timer = undefined }
+  }
+
+  onUpData (chunk: Buffer): void {
+    // One write to the client per read from the app (head and body, framing and data together).
+    const client = this.ex.socket
+    client.cork()
+    this.readChunk(chunk)
+    client.uncork()
+    // `chunk` is the upstream socket's own read buffer: while the client has not taken all of
+    // it, no further read may overwrite it (and the socket may not carry another request).
+    const pending = client.writableLength > 0
+    const s = this.toRelease
+    if (s !== undefined) {
+      this.toRelease = undefined
+      if (pending) this.pool.drop(s)
+      else this.pool.release(s, this.idleMs)
+    } else if (pending && this.phase === enum_.BODY && !this.waitingDrain && this.pendingWrites > 0) {
+      this.waitingDrain = true
+      this.socket?.pause()
+    }
+  }
+
+  /** Writes bytes of the read buffer to the client, counting them until they are flushed. */
+  out (buf: Buffer): void {
+    this.pendingWrites++
+    this.ex.write(buf, this.onWritten ??= () => {
+      if (--this.pendingWrites === 0 && this.waitingDrain) {
+        this.waitingDrain = false
+        this.socket?.resume()
+      }
+    })
+  }
+
+  readChunk (chunk: Buffer): void {
+    this.gotBytes = true
+    if (this.phase === enum_.BODY) { this.body(chunk, 0); return }
+    if (this.phase !== enum_.HEAD) return
+    let buf = this.resBuf === undefined ? chunk : Buffer.concat([this.resBuf, chunk])
+    this.resBuf = undefined
+    for (;;) {
+      const r = parseResponseHead(buf, MAX_RESPONSE_HEAD_BYTES, this.ex.head.method)
+      // Kept past this read: a copy (chunk is the socket's read buffer).
+      if (r.kind === 'incomplete') { this.resBuf = buf === chunk ? Buffer.from(buf) : buf; return }
+      if (r.kind === 'error') { this.fail(upstreamError(upstreamFault('bad-response', r.reason), false), r.reason); return }
+      const head = r.head
+      if (head.status < 200) {
+        // Interim answers (100, 103) are not passed on; 101 was not asked for.
+        if (head.status === 101) { this.fail(upstreamError(upstreamFault('bad-response', 'unrequested 101'), false), 'unrequested 101'); return }
+        if (buf.length === head.headLength) return
+        buf = buf.subarray(head.headLength)
+        continue
+      }
+      this.respond(head)
+      if (head.body === 'none' || (head.body === 'length' && head.contentLength === 0)) this.complete(buf.length > head.headLength)
+      else if (buf.length > head.headLength) this.body(buf, head.headLength)
       return
     }
+  }
+
+  respond (head: ResponseHead): void {
+    this.clearTimer()
+    this.res = head
+    const ex = this.ex
+    const http10 = ex.head.versionMinor === 0
+    let framing = ''
+    if (head.body === 'chunked') {
+      if (http10) { this.unchunk = true; ex.keepAlive = false } else framing = 'Transfer-Encoding: chunked\r\n'
+      this.decoder = new ChunkedDecoder()
+      this.onTap = (buf, from, to) => {
+        if (this.unchunk) { if (to > from) this.out(buf.subarray(from, to)) } else this.dataTo = to
+      }
+    } else if (head.body === 'close') {
+      if (http10) ex.keepAlive = false
+      else { this.wrapChunks = true; framing = 'Transfer-Encoding: chunked\r\n' }
+    } else if (head.body === 'length') {
+      this.remaining = head.contentLength
+    }
+    const text = responseHeadText(head, STATUS_CODES[head.status] ?? 'unknown', ex.connectionField(), framing)
+    this.idleMs = idleTimeoutFor(text.keepAlive)
     this.responded = true
     this.shared.onStream?.(1)
-    // A body of known size follows its headers at once; an open-ended one (event stream, long
-    // poll, chunked) gets its headers flushed if no chunk came with them.
-    if (!head.hasLength) process.nextTick(flushIfIdle, this)
+    this.phase = enum_.BODY
+    ex.writeText(text.head)
   }
 
-  onResponseData (controller: Dispatcher.DispatchController, chunk: Buffer): void {
-    if (this.clientGone) return
-    this.wrote = true
-    if (!this.res.write(chunk)) {
-      controller.pause()
-      this.res.once('drain', () => { controller.resume() })
+  body (chunk: Buffer, start: number): void {
+    const res = this.res as ResponseHead
+    const ex = this.ex
+    if (res.body === 'length') {
+      const n = Math.min(this.remaining, chunk.length - start)
+      this.out(start === 0 && n === chunk.length ? chunk : chunk.subarray(start, start + n))
+      this.remaining -= n
+      if (this.remaining === 0) this.complete(start + n < chunk.length)
+    } else if (res.body === 'chunked') {
+      const decoder = this.decoder as ChunkedDecoder
+      this.dataTo = -1
+      const end = decoder.feed(chunk, start, this.onTap)
+      if (end === -1) {
+        this.fail(upstreamError(upstreamFault('bad-response', decoder.error ?? 'invalid chunked body'), true), decoder.error)
+        return
+      }
+      if (!this.unchunk) this.passChunked(chunk, start, decoder.done ? end : chunk.length)
+      if (decoder.done) {
+        if (!this.unchunk) ex.write(this.wroteData ? END_LAST_CHUNK : LAST_CHUNK)
+        this.complete(end < chunk.length)
+      }
+    } else {
+      const part = start === 0 ? chunk : chunk.subarray(start)
+      if (this.wrapChunks) {
+        ex.write(`${part.length.toString(16)}\r\n`)
+        this.out(part)
+        ex.write(CRLF)
+      } else {
+        this.out(part)
+      }
     }
   }
 
-  onResponseEnd (): void {
-    if (this.finished) return
-    this.finished = true
-    this.res.end()
-    if (this.responded) this.shared.onStream?.(-1)
+  /**
+   * Chunked bytes pass as they came, except the last chunk and its trailers: framing after the
+   * last data is held back until more data follows, and replaced by a bare last chunk at the end.
+   */
+  passChunked (chunk: Buffer, start: number, end: number): void {
+    if (this.dataTo !== -1) {
+      const framing = this.framing
+      if (framing !== undefined) { for (const f of framing) this.ex.write(f); this.framing = undefined }
+      this.out(start === 0 && this.dataTo === chunk.length ? chunk : chunk.subarray(start, this.dataTo))
+      this.wroteData = true
+      // Held past this read: copies (chunk is the socket's read buffer).
+      if (this.dataTo < end) this.framing = [Buffer.from(chunk.subarray(this.dataTo, end))]
+    } else if (end > start) {
+      (this.framing ??= []).push(Buffer.from(chunk.subarray(start, end)))
+    }
   }
 
-  onResponseError (_controller: Dispatcher.DispatchController | undefined, err: Error): void {
-    if (this.finished) return
-    const { shared, req, res } = this
-    if (this.clientGone || res.destroyed || (req.destroyed && !req.complete)) {
-      this.clientGone = true
-      this.end()
-      shared.logger.debug({ method: req.method, url: req.url, origin: this.opts.origin, cause: err.message }, 'client closed before the upstream response ended')
+  /** The whole response reached the client; `extra`: the app sent more (never reuse that socket). */
+  complete (extra = false): void {
+    if (this.phase === enum_.DONE) return
+    this.phase = enum_.DONE
+    this.clearTimer()
+    const res = this.res as ResponseHead
+    const s = this.socket
+    this.socket = undefined
+    this.framing = undefined
+    this.waitingDrain = false
+    if (s !== undefined) {
+      // Released by onUpData once the client has taken the last bytes of the read buffer.
+      if (res.keepAlive && this.bodySent && !extra && !this.shared.closed) this.toRelease = s
+      else this.pool.drop(s)
+    }
+    this.ex.end()
+    this.shared.onStream?.(-1)
+  }
+
+  onUpEnd (): void {
+    if (this.phase === enum_.BODY && this.res?.body === 'close') {
+      if (this.wrapChunks) this.ex.write(LAST_CHUNK)
+      this.complete()
       return
     }
-    if (!this.started && !shared.closed && isConnectionRefused(err) && performance.now() < shared.readyUntil) {
+    this.onUpError(closedError())
+  }
+
+  onUpError (err: Error): void {
+    if (this.phase === enum_.DONE) return
+    const { shared, ex } = this
+    if (ex.aborted) { this.clientGone(); return }
+    const connecting = this.phase === enum_.CONNECTING
+    if (connecting && !shared.closed && isConnectionRefused(err) && performance.now() < shared.readyUntil) {
+      this.dropSocket()
       this.timer = setTimeout(retry, RETRY_INTERVAL_MS, this)
       shared.waiting.add(this)
       return
     }
-    if (!this.responded && !this.resent && !this.hasBody && !shared.closed && RESENDABLE_METHODS.has(this.opts.method) && closedBeforeAnswer(err)) {
+    if (this.phase === enum_.HEAD && this.reused && !this.gotBytes && !this.resent && ex.head.body === 'none' &&
+      !shared.closed && RESENDABLE_METHODS.has(ex.head.method)) {
       this.resent = true
-      shared.logger.debug({ method: req.method, url: req.url, origin: this.opts.origin, cause: err.message }, 'the app closed the connection before answering: sending the request again')
-      this.dispatch()
+      this.clearTimer()
+      this.dropSocket()
+      shared.logger.debug({ method: ex.head.method, url: ex.head.target, origin: this.pool.origin, cause: err.message }, 'the app closed the connection before answering: sending the request again')
+      this.attempt(true)
       return
     }
     this.fail(upstreamError(err, this.responded), err)
@@ -233,101 +393,100 @@ class Proxied implements Dispatcher.DispatchHandler {
 
   /** Logs and answers (or cuts) the response for an upstream failure. */
   fail (error: SidecarError, cause: unknown): void {
-    const { shared, req, res } = this
+    if (this.phase === enum_.DONE) return
+    const { shared, ex } = this
     const responded = this.responded
-    this.end()
-    const c = cause as { code?: unknown, message?: unknown }
+    this.finish()
+    const c = cause as { code?: unknown, message?: unknown } | undefined
     shared.logger.warn({
       code: error.code,
       cause: typeof c?.message === 'string' ? c.message : String(cause),
       causeCode: c?.code,
-      method: req.method,
-      url: req.url,
-      origin: this.opts.origin,
+      method: ex.head.method,
+      url: ex.head.target,
+      origin: this.pool.origin,
     }, 'upstream error')
     shared.onUpstreamError?.(error.code)
-    // Once the headers are out, only a destroyed connection tells the client the body is short.
-    // No error argument: it would resurface as the server's 'clientError', and it is logged here.
-    if (responded || res.headersSent) res.destroy()
-    else answerError(res, error)
+    if (responded || ex.started) ex.destroy()
+    else ex.answer(error.status ?? 502, 'application/json; charset=utf-8', JSON.stringify(error.toJSON()))
   }
 
-  end (): void {
-    this.finished = true
-    if (this.timer !== undefined) {
-      clearTimeout(this.timer)
-      this.timer = undefined
-      this.shared.waiting.delete(this)
-    }
+  /** Stops everything of this request: timers, the upstream socket (never reused), the gauge. */
+  finish (): void {
+    this.phase = enum_.DONE
+    this.clearTimer()
+    this.shared.waiting.delete(this)
+    this.dropSocket()
+    this.waitingDrain = false
     if (this.responded) this.shared.onStream?.(-1)
   }
 
-  onClientClose (): void {
-    if (this.res.writableFinished || this.finished) return
-    this.clientGone = true
-    if (this.timer !== undefined) {
-      this.end()
-      return
-    }
-    // Aborting destroys the upstream socket: a half-sent request must not be reused. Without a
-    // controller yet, onRequestStart aborts as soon as undici starts the request.
-    this.controller?.abort(new undiciErrors.RequestAbortedError('the client closed the connection'))
+  clientGone (): void {
+    if (this.phase === enum_.DONE) return
+    const wasWaiting = this.shared.waiting.has(this)
+    this.finish()
+    if (!wasWaiting) this.shared.logger.debug({ method: this.ex.head.method, url: this.ex.head.target, origin: this.pool.origin }, 'client closed before the upstream response ended')
   }
 }
 
-/** Builds the per-origin connection pools once; forward() only dispatches. */
+function retry (p: Proxied): void {
+  p.shared.waiting.delete(p)
+  p.timer = undefined
+  if (p.phase !== enum_.DONE && !p.ex.aborted) p.attempt(true)
+}
+
+function onHeadersTimeout (p: Proxied): void {
+  p.fail(upstreamError(upstreamFault('headers-timeout', 'no response headers in time'), false), upstreamFault('headers-timeout', 'no response headers in time'))
+}
+
+/** Builds the per-origin connection pools once; forward() only writes. */
 export function createForwarder (options: ForwarderOptions): Forwarder {
   const origin = new URL(options.origin).origin
-  const poolOptions: Pool.Options = {
-    // One request per connection at a time: a slow response never holds up another.
-    pipelining: 1,
-    // Idle connections are dropped before the app server drops them (gunicorn 2 s, Node 5 s,
-    // puma 20 s), so a request is never written onto a socket the app is closing. A
-    // `Keep-Alive: timeout=n` from the app is honoured minus the threshold.
-    keepAliveTimeout: 1_500,
-    keepAliveTimeoutThreshold: 1_000,
-    keepAliveMaxTimeout: 60_000,
-    headersTimeout: options.headersTimeoutMs ?? DEFAULT_HEADERS_TIMEOUT_MS,
-    // Event streams may be quiet for minutes: no body timeout.
-    bodyTimeout: 0,
-    connectTimeout: CONNECT_TIMEOUT_MS,
-    strictContentLength: true,
-  }
-  const appPool = new Pool(origin, poolOptions)
-  let others: Agent | undefined
+  const appPool = new UpstreamPool(origin)
+  const others = new Map<string, UpstreamPool>()
   const shared: Shared = {
     logger: options.logger,
     readyUntil: performance.now() + options.readyTimeoutMs,
+    headersTimeoutMs: options.headersTimeoutMs ?? DEFAULT_HEADERS_TIMEOUT_MS,
     onUpstreamError: options.onUpstreamError,
     onStream: options.onStream,
     waiting: new Set(),
+    awaiting: new Set(),
     closed: false,
   }
+  const timeoutMs = shared.headersTimeoutMs
+  const sweep = setInterval(() => {
+    const now = performance.now()
+    for (const p of shared.awaiting) if (now - p.sentAt >= timeoutMs) onHeadersTimeout(p)
+  }, Math.min(1000, Math.max(20, Math.floor(timeoutMs / 8))))
+  sweep.unref()
 
   return {
-    forward (req, res, forwardOptions) {
-      if (res.destroyed || res.writableEnded) return
+    forward (ex, forwardOptions) {
+      if (ex.aborted || ex.finished) return
       const target = forwardOptions?.origin
-      let dispatcher: Dispatcher = appPool
-      let to = origin
+      let pool = appPool
       if (target !== undefined && target !== origin) {
-        dispatcher = others ??= new Agent(poolOptions)
-        to = target
+        pool = others.get(target) ?? new UpstreamPool(target)
+        others.set(target, pool)
       }
-      const path = requestTarget(req.url)
+      const path = requestTarget(ex.head.target)
       if (path === undefined) {
-        answerError(res, new SidecarError('SIDECAR_ERR_SERVER_BAD_REQUEST', [`request target ${String(req.url)} cannot be proxied`]))
+        const err = new SidecarError('SIDECAR_ERR_SERVER_BAD_REQUEST', [`request target ${ex.head.target} cannot be proxied`])
+        ex.answer(400, 'application/json; charset=utf-8', JSON.stringify(err.toJSON()))
         return
       }
-      new Proxied(shared, req, res, dispatcher, to, path, forwardOptions?.prefix).dispatch()
+      new Proxied(shared, ex, pool, path).start()
     },
 
     async close () {
       shared.closed = true
+      clearInterval(sweep)
       for (const p of [...shared.waiting]) {
         p.fail(new SidecarError('SIDECAR_ERR_UPSTREAM_UNAVAILABLE'), new Error('the sidecar is stopping'))
       }
-      await Promise.all([appPool.destroy(), others?.destroy()])
+      appPool.destroy()
+      for (const pool of others.values()) pool.destroy()
     },
   }
 }

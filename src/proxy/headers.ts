@@ -148,38 +148,101 @@ function rewrite (raw: readonly string[], remoteAddress: string | undefined, str
   return { headers: named === undefined ? out : without(out, named), hasBody, chunked }
 }
 
-/** A response head for the client. */
-export interface ResponseHead {
-  /** Flat `[name, value, ...]` for `res.writeHead`, as the app spelled and ordered them. */
-  readonly headers: string[]
-  /** The app sent `content-length`: the body is a known size, not an open-ended stream. */
-  readonly hasLength: boolean
+/** Methods whose requests carry a body by definition: sent with `content-length: 0` when bodiless. */
+const PAYLOAD_METHODS: ReadonlySet<string> = new Set(['POST', 'PUT', 'PATCH', 'QUERY'])
+
+/** What the request head builder needs of a parsed request. */
+export interface HeadToForward {
+  readonly method: string
+  readonly rawHeaders: readonly string[]
+  readonly body: 'none' | 'length' | 'chunked'
+  readonly contentLength: number
 }
 
 /**
- * The response headers for the client: undici's raw response headers (latin1 bytes) as flat
- * strings for `res.writeHead`, minus hop-by-hop fields and the fields `connection` names. Node
- * then frames the response itself (content-length kept, else chunked).
+ * The request head for the app, as latin1 text: the request line with `path` (origin-form),
+ * `host` first (the client's, else the upstream's authority) and `connection: keep-alive` (the
+ * connection to the app is the sidecar's own), the client's fields as forwardRequestHeaders
+ * edits them, then the body's framing: `content-length` or `transfer-encoding: chunked`. One pass
+ * to learn the fields that change others, one to write.
  */
-export function responseHeaders (raw: readonly (Buffer | string)[]): ResponseHead {
-  const out: string[] = []
+export function upstreamRequestHead (head: HeadToForward, path: string, remoteAddress: string | undefined, authority: string): string {
+  const raw = head.rawHeaders
+  let host: string | undefined
+  let lastXff = -1
+  let hasProto = false
+  let hasXHost = false
   let connection: string[] | undefined
-  let hasLength = false
   for (let i = 0; i < raw.length; i += 2) {
-    const n = raw[i] as Buffer | string
-    const v = raw[i + 1] as Buffer | string
-    const name = typeof n === 'string' ? n : n.toString('latin1')
-    const value = typeof v === 'string' ? v : v.toString('latin1')
-    if (name.length <= LONGEST_INTERESTING) {
+    const name = raw[i] as string
+    const n = name.length
+    if (n === 4 || n === 10 || n === 15 || n === 16 || n === 17) {
       const lower = name.toLowerCase()
-      if (HOP_BY_HOP.has(lower)) {
-        if (lower === 'connection') (connection ??= []).push(value)
-        continue
-      }
-      if (lower === 'content-length') hasLength = true
+      if (lower === 'host') host = raw[i + 1] as string
+      else if (lower === 'connection') (connection ??= []).push(raw[i + 1] as string)
+      else if (lower === 'x-forwarded-for') lastXff = i
+      else if (lower === 'x-forwarded-proto') hasProto = true
+      else if (lower === 'x-forwarded-host') hasXHost = true
     }
-    out.push(name, value)
   }
   const named = connection === undefined ? undefined : connectionNamed(connection)
-  return { headers: named === undefined ? out : without(out, named), hasLength }
+  const address = clientAddress(remoteAddress)
+  let text = `${head.method} ${path} HTTP/1.1\r\nhost: ${host ?? authority}\r\nconnection: keep-alive\r\n`
+  for (let i = 0; i < raw.length; i += 2) {
+    const name = raw[i] as string
+    if (name.length <= LONGEST_INTERESTING) {
+      const lower = name.toLowerCase()
+      if (lower === 'host' || lower === 'content-length' || lower === 'transfer-encoding' || REQUEST_DROPS.has(lower)) continue
+      if (named !== undefined && named.has(lower)) continue
+    } else if (named !== undefined && named.has(name.toLowerCase())) {
+      continue
+    }
+    text += i === lastXff && address !== undefined ? `${name}: ${raw[i + 1] as string}, ${address}\r\n` : `${name}: ${raw[i + 1] as string}\r\n`
+  }
+  if (lastXff === -1 && address !== undefined) text += `x-forwarded-for: ${address}\r\n`
+  if (!hasProto) text += 'x-forwarded-proto: http\r\n'
+  if (!hasXHost && host !== undefined) text += `x-forwarded-host: ${host}\r\n`
+  if (head.body === 'length') text += `content-length: ${head.contentLength}\r\n`
+  else if (head.body === 'chunked') text += 'transfer-encoding: chunked\r\n'
+  else if (PAYLOAD_METHODS.has(head.method)) text += 'content-length: 0\r\n'
+  return text + '\r\n'
+}
+
+/** What the client's response head is built from. */
+export interface ResponseToPass {
+  readonly status: number
+  readonly reason: string
+  readonly rawHeaders: readonly string[]
+}
+
+/**
+ * The response head for the client as latin1 text: the app's status and reason (`fallbackReason`
+ * when it sent none), its fields as responseHeaders edits them, then the sidecar's own
+ * `connection` field and framing. Also the app's `Keep-Alive` value, for the idle pool.
+ */
+export function responseHeadText (res: ResponseToPass, fallbackReason: string, connection: string, framing: string): { head: string, keepAlive: string | undefined } {
+  const raw = res.rawHeaders
+  let conn: string[] | undefined
+  let keepAlive: string | undefined
+  for (let i = 0; i < raw.length; i += 2) {
+    const n = (raw[i] as string).length
+    if (n === 10 || n === 16) {
+      const lower = (raw[i] as string).toLowerCase()
+      if (lower === 'connection') (conn ??= []).push(raw[i + 1] as string)
+      else if (lower === 'keep-alive') keepAlive = raw[i + 1] as string
+    }
+  }
+  const named = conn === undefined ? undefined : connectionNamed(conn)
+  let text = `HTTP/1.1 ${res.status} ${res.reason === '' ? fallbackReason : res.reason}\r\n`
+  for (let i = 0; i < raw.length; i += 2) {
+    const name = raw[i] as string
+    if (name.length <= LONGEST_INTERESTING) {
+      const lower = name.toLowerCase()
+      if (HOP_BY_HOP.has(lower) || (named !== undefined && named.has(lower))) continue
+    } else if (named !== undefined && named.has(name.toLowerCase())) {
+      continue
+    }
+    text += `${name}: ${raw[i + 1] as string}\r\n`
+  }
+  return { head: text + connection + framing + '\r\n', keepAlive }
 }

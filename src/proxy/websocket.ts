@@ -1,13 +1,13 @@
 // Byte-for-byte tunnel of upgrade requests (WebSocket): the handshake is re-sent to the app as
 // received (plus x-forwarded-*), then both sockets are piped; frames are never parsed.
 import net from 'node:net'
-import type { IncomingMessage } from 'node:http'
 import type { Duplex } from 'node:stream'
 import { performance } from 'node:perf_hooks'
 import type { Logger } from 'pino'
 import { SidecarError } from '../errors.ts'
 import { requestTarget, upgradeRequestHeaders } from './headers.ts'
 import { isConnectionRefused, upstreamError } from './errors-map.ts'
+import { hostPort } from './upstream.ts'
 
 export interface TunnelOptions {
   readonly logger: Logger
@@ -27,11 +27,14 @@ const SWITCHING_RE = /^HTTP\/1\.[01] 101(?: |$)/
 /** A side that was ended but never finishes (its peer stopped reading) is destroyed after this. */
 const END_GRACE_MS = 10_000
 
-/** `host`/`port` to connect to for an `http://host:port` origin. */
-function target (origin: string): { host: string, port: number } {
-  const url = new URL(origin)
-  const host = url.hostname.startsWith('[') ? url.hostname.slice(1, -1) : url.hostname
-  return { host, port: url.port === '' ? 80 : Number(url.port) }
+/** What the tunnel needs of an upgrade request. */
+export interface UpgradeRequest {
+  readonly method: string
+  /** The request-target as received. */
+  readonly target: string
+  readonly versionMinor: 0 | 1
+  readonly rawHeaders: readonly string[]
+  readonly remoteAddress: string | undefined
 }
 
 /** Ends `s` gracefully and destroys it once its pending bytes are flushed (or after a grace). */
@@ -60,20 +63,20 @@ function answerOnSocket (socket: Duplex, err: SidecarError): void {
  * and pipes both ways until either side closes; the other is then closed too. The app's answer (101 or a refusal) reaches
  * the client byte for byte. Unreachable app → an HTTP 502 JSON answer on the socket.
  */
-export function tunnelUpgrade (req: IncomingMessage, socket: Duplex, head: Buffer, origin: string, options: TunnelOptions): void {
+export function tunnelUpgrade (req: UpgradeRequest, socket: Duplex, head: Buffer, origin: string, options: TunnelOptions): void {
   const { logger, onOpen } = options
-  const path = requestTarget(req.url)
+  const path = requestTarget(req.target)
   if (path === undefined) {
-    answerOnSocket(socket, new SidecarError('SIDECAR_ERR_SERVER_BAD_REQUEST', [`request target ${String(req.url)} cannot be proxied`]))
+    answerOnSocket(socket, new SidecarError('SIDECAR_ERR_SERVER_BAD_REQUEST', [`request target ${req.target} cannot be proxied`]))
     return
   }
-  const headers = upgradeRequestHeaders(req.rawHeaders, req.socket.remoteAddress)
-  let text = `${req.method ?? 'GET'} ${path} HTTP/${req.httpVersion}\r\n`
+  const headers = upgradeRequestHeaders(req.rawHeaders, req.remoteAddress)
+  let text = `${req.method} ${path} HTTP/1.${req.versionMinor}\r\n`
   for (let i = 0; i < headers.length; i += 2) text += `${headers[i] as string}: ${headers[i + 1] as string}\r\n`
   text += '\r\n'
   // Header strings are latin1, as Node's parser read them.
   const handshake = Buffer.from(text, 'latin1')
-  const to = target(origin)
+  const to = hostPort(origin)
   const readyUntil = options.readyTimeoutMs ?? 0
   let clientClosed = false
   let upstream: net.Socket | undefined
@@ -85,7 +88,7 @@ export function tunnelUpgrade (req: IncomingMessage, socket: Duplex, head: Buffe
     upstream?.destroy()
   }
   socket.once('close', onClientEarlyClose)
-  socket.on('error', (err) => { logger.debug({ cause: err.message, url: req.url }, 'websocket client socket error') })
+  socket.on('error', (err) => { logger.debug({ cause: err.message, url: req.target }, 'websocket client socket error') })
   if ('setTimeout' in socket && typeof socket.setTimeout === 'function') (socket as net.Socket).setTimeout(0)
 
   const connect = (): void => {
@@ -102,7 +105,7 @@ export function tunnelUpgrade (req: IncomingMessage, socket: Duplex, head: Buffe
         return
       }
       const error = upstreamError(err, false)
-      logger.warn({ code: error.code, cause: err.message, causeCode: (err as { code?: unknown }).code, url: req.url, origin }, 'upstream error')
+      logger.warn({ code: error.code, cause: err.message, causeCode: (err as { code?: unknown }).code, url: req.target, origin }, 'upstream error')
       answerOnSocket(socket, error)
     }
     up.once('error', onConnectError)
@@ -144,7 +147,7 @@ export function tunnelUpgrade (req: IncomingMessage, socket: Duplex, head: Buffe
         onOpen?.(-1)
       }
       up.on('error', (err) => {
-        logger.debug({ cause: err.message, url: req.url }, 'websocket upstream socket error')
+        logger.debug({ cause: err.message, url: req.target }, 'websocket upstream socket error')
         socket.destroy()
       })
       socket.on('error', () => { up.destroy() })

@@ -117,9 +117,12 @@ t.test('no open proxy: nothing a client sends changes where the sidecar connects
     ['Host header', `GET /x HTTP/1.1\r\nHost: ${target}\r\nConnection: close\r\n\r\n`, 200],
     ['x-forwarded-host and proto', `GET /x HTTP/1.1\r\nHost: a\r\nX-Forwarded-Host: ${target}\r\nX-Forwarded-Proto: https\r\nX-Forwarded-For: 127.0.0.1\r\nForwarded: host=${target}\r\nConnection: close\r\n\r\n`, 200],
     ['x-original-url and x-rewrite-url', `GET /x HTTP/1.1\r\nHost: a\r\nX-Original-URL: http://${target}/y\r\nX-Rewrite-URL: http://${target}/y\r\nConnection: close\r\n\r\n`, 200],
-    ['an absolute target with userinfo', `GET http://user@${target}/x HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n`, 200],
+    // RFC 9110 §4.2.4: userinfo in a received URI is an error; the strict parser refuses it (400).
+    ['an absolute target with userinfo', `GET http://user@${target}/x HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n`, 0],
     ['CONNECT', `CONNECT ${target} HTTP/1.1\r\nHost: ${target}\r\n\r\n`, 0],
-    ['a WebSocket upgrade to another host', `GET ws://${target}/socket HTTP/1.1\r\nHost: ${target}\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n`, -1],
+    ['a WebSocket upgrade to another host', `GET http://${target}/socket HTTP/1.1\r\nHost: ${target}\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n`, -1],
+    // A ws: target is no HTTP/1.1 request-target (RFC 9112 §3.2): refused with 400.
+    ['a ws: absolute target', `GET ws://${target}/socket HTTP/1.1\r\nHost: ${target}\r\n\r\n`, 0],
   ]
   for (const [name, bytes, status] of tricks) {
     const before = up.requests.length
@@ -130,6 +133,7 @@ t.test('no open proxy: nothing a client sends changes where the sidecar connects
       t.equal(up.requests.at(-1)?.target, '/x', `${name}: with the path only`)
     } else if (status === 0) {
       t.equal(up.requests.length, before, `${name}: nothing forwarded`)
+      if (!name.startsWith('CONNECT')) t.equal(statusOf(r.data), 400, `${name}: refused with 400`)
     } else {
       t.equal(up.requests.at(-1)?.target, '/socket', `${name}: tunnelled to the app only`)
     }

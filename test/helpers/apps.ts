@@ -13,6 +13,8 @@ export interface SeenRequest {
   readonly url: string
   readonly rawHeaders: readonly string[]
   readonly headers: http.IncomingHttpHeaders
+  /** The client port of the connection it came on: equal ports, one kept-alive connection. */
+  readonly remotePort?: number | undefined
   /** Body length and sha256, once the body ended (`complete`). */
   bytes: number
   sha256: string
@@ -67,6 +69,7 @@ function record (req: http.IncomingMessage, res: http.ServerResponse, requests: 
     url: req.url ?? '',
     rawHeaders: [...req.rawHeaders],
     headers: req.headers,
+    remotePort: req.socket.remotePort,
     bytes: 0,
     sha256: '',
     complete: false,

@@ -1,7 +1,7 @@
 // Header rewriting tables: hop-by-hop removal both ways, fields named by `connection`, the
 // protected fields, x-forwarded-* (append, keep, add), upgrade handshakes, request targets.
 import t from 'tap'
-import { clientAddress, forwardRequestHeaders, requestTarget, responseHeaders, upgradeRequestHeaders } from '../../src/proxy/headers.ts'
+import { clientAddress, forwardRequestHeaders, requestTarget, responseHeadText, upgradeRequestHeaders, upstreamRequestHead } from '../../src/proxy/headers.ts'
 
 t.test('request: hop-by-hop and expect removed, the rest kept in order and case, x-forwarded-* added', async (t) => {
   const got = forwardRequestHeaders([
@@ -103,7 +103,7 @@ t.test('upgrade handshake: everything kept (connection, upgrade, sec-websocket-*
   ])
 })
 
-t.test('response: hop-by-hop and connection-named fields removed, latin1 bytes kept', async (t) => {
+t.test('response: hop-by-hop and connection-named fields removed, latin1 kept, the sidecar\'s connection and framing last', async (t) => {
   const raw = [
     'Content-Type', 'text/plain',
     'Set-Cookie', 'a=1',
@@ -117,18 +117,41 @@ t.test('response: hop-by-hop and connection-named fields removed, latin1 bytes k
     'Proxy-Connection', 'x',
     'Set-Cookie', 'b=2',
     'X-Latin1', 'caf\u00e9',
-  ].map((s) => Buffer.from(s, 'latin1'))
-  t.strictSame(responseHeaders(raw), {
-    headers: [
-      'Content-Type', 'text/plain',
-      'Set-Cookie', 'a=1',
-      'Set-Cookie', 'b=2',
-      'X-Latin1', 'caf\u00e9',
-    ],
-    hasLength: false,
+  ]
+  t.strictSame(responseHeadText({ status: 201, reason: 'Created Here', rawHeaders: raw }, 'Created', '', 'Transfer-Encoding: chunked\r\n'), {
+    head: 'HTTP/1.1 201 Created Here\r\nContent-Type: text/plain\r\nSet-Cookie: a=1\r\nSet-Cookie: b=2\r\nX-Latin1: caf\u00e9\r\nTransfer-Encoding: chunked\r\n\r\n',
+    keepAlive: 'timeout=5',
   })
-  t.strictSame(responseHeaders(['Content-Length', '2', 'Connection', 'Keep-Alive']), { headers: ['Content-Length', '2'], hasLength: true })
-  t.strictSame(responseHeaders(['Connection', 'close, X-A', 'X-A', '1', 'x-b', '2']), { headers: ['x-b', '2'], hasLength: false })
+  t.strictSame(responseHeadText({ status: 200, reason: '', rawHeaders: ['Content-Length', '2', 'Connection', 'Keep-Alive'] }, 'OK', 'Connection: close\r\n', ''),
+    { head: 'HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\n', keepAlive: undefined }, 'no reason: the standard one')
+  t.strictSame(responseHeadText({ status: 200, reason: 'OK', rawHeaders: ['Connection', 'close, X-A, x-a-very-long-header-name-here', 'X-A', '1', 'X-A-Very-Long-Header-Name-Here', 'v', 'x-b', '2'] }, 'OK', '', '').head,
+    'HTTP/1.1 200 OK\r\nx-b: 2\r\n\r\n')
+})
+
+t.test('request head for the app: host and connection first, fields as forwardRequestHeaders edits them, framing last', async (t) => {
+  /** The fields of a head as pairs, without the request line. */
+  const pairsOf = (text: string): string[] => text.split('\r\n').slice(1, -2).flatMap((l) => { const c = l.indexOf(': '); return [l.slice(0, c), l.slice(c + 2)] })
+  const cases: [string[], 'none' | 'length' | 'chunked', string | undefined][] = [
+    [['Host', 'a.example', 'Connection', 'keep-alive, X-Secret, Close', 'X-Secret', '1', 'x-secret', '2', 'Keep-Alive', 'timeout=5', 'Proxy-Connection', 'keep-alive', 'TE', 'trailers', 'Trailer', 'X-T', 'Transfer-Encoding', 'chunked', 'Upgrade', 'h2c', 'Expect', '100-continue', 'Fly-Forwarded-Port', '443', 'Accept', 'text/html', 'Accept', 'application/json'], 'chunked', '10.0.0.7'],
+    [['host', 'b.example', 'X-Forwarded-For', '1.1.1.1', 'x-forwarded-for', '2.2.2.2, 3.3.3.3', 'X-Forwarded-Proto', 'https', 'X-Forwarded-Host', 'shop.example', 'Content-Length', '3'], 'length', '::ffff:192.0.2.1'],
+    [['Accept', '*/*'], 'none', undefined],
+    [['Host', 'c.example', 'Connection', 'content-length, host, x-forwarded-for, x-a-very-long-header-name-here', 'X-A-Very-Long-Header-Name-Here', 'gone', 'Content-Length', '0'], 'none', '127.0.0.1'],
+  ]
+  for (const [raw, body, address] of cases) {
+    const text = upstreamRequestHead({ method: 'POST', rawHeaders: raw, body, contentLength: body === 'length' ? 3 : 0 }, '/p?q', address, 'app:8080')
+    t.ok(text.startsWith('POST /p?q HTTP/1.1\r\n') && text.endsWith('\r\n\r\n'), 'request line and end')
+    const edited = forwardRequestHeaders(raw, address).headers
+    const want: string[] = []
+    let host: string | undefined
+    for (let i = 0; i < edited.length; i += 2) {
+      const name = (edited[i] as string).toLowerCase()
+      if (name === 'host') host = edited[i + 1]
+      else if (name !== 'content-length') want.push(edited[i] as string, edited[i + 1] as string)
+    }
+    const framing = body === 'length' ? ['content-length', '3'] : body === 'chunked' ? ['transfer-encoding', 'chunked'] : ['content-length', '0']
+    t.strictSame(pairsOf(text), ['host', host ?? 'app:8080', 'connection', 'keep-alive', ...want, ...framing], raw.join(' '))
+  }
+  t.equal(upstreamRequestHead({ method: 'GET', rawHeaders: ['Host', 'x'], body: 'none', contentLength: 0 }, '/', undefined, 'a').endsWith('x-forwarded-host: x\r\n\r\n'), true, 'GET without a body: no framing field')
 })
 
 t.test('request targets: origin-form as is, absolute-form reduced to its path, others refused', async (t) => {

@@ -27,7 +27,8 @@ async function startProxy (t: Test, origin: string, readyTimeoutMs?: number): Pr
   const server = http.createServer((_req, res) => { res.writeHead(404); res.end() })
   server.on('upgrade', (req: IncomingMessage, socket, head: Buffer) => {
     proxy.received.push([...req.rawHeaders])
-    tunnelUpgrade(req, socket, head, origin, {
+    const request = { method: req.method ?? 'GET', target: req.url ?? '/', versionMinor: req.httpVersionMinor === 0 ? 0 as const : 1 as const, rawHeaders: req.rawHeaders, remoteAddress: req.socket.remoteAddress }
+    tunnelUpgrade(request, socket, head, origin, {
       logger,
       ...(readyTimeoutMs === undefined ? {} : { readyTimeoutMs }),
       onOpen: (d) => { proxy.open += d },
