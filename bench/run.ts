@@ -3,7 +3,7 @@
 // prints one Markdown table (also written to bench/RESULTS.md). `--quick` for a smoke run.
 import os from 'node:os'
 import { spawnSync } from 'node:child_process'
-import { mkdtempSync, mkdirSync, rmSync, writeFileSync } from 'node:fs'
+import { existsSync, mkdtempSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { parseArgs } from 'node:util'
 import { setTimeout as sleep } from 'node:timers/promises'
@@ -382,7 +382,11 @@ async function main (): Promise<void> {
   console.log(md)
   writeFileSync(join(outDir, 'last.json'), JSON.stringify({ date, params, samples, status, peak, idle, notes }, null, 2))
   if (writeResults) {
-    writeFileSync(join(ROOT, 'bench', 'RESULTS.md'), md)
+    // bench/lean.ts owns the part of RESULTS.md between its markers: keep it below this run.
+    const file = join(ROOT, 'bench', 'RESULTS.md')
+    const previous = existsSync(file) ? readFileSync(file, 'utf8') : ''
+    const lean = /<!-- bench\/lean\.ts: start -->[\s\S]*?<!-- bench\/lean\.ts: end -->\n?/.exec(previous)?.[0]
+    writeFileSync(file, lean === undefined ? md : `${md.trimEnd()}\n\n${lean}`)
     log('wrote bench/RESULTS.md')
   }
   if (args.keep) log(`kept ${dir}`)
