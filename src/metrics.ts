@@ -5,6 +5,7 @@ import { Registry, collectDefaultMetrics } from 'prom-client'
 import type { Metric } from 'prom-client'
 import type { Logger } from 'pino'
 import { SidecarError } from './errors.ts'
+import type { PoolMachineSnapshot } from './machines/types.ts'
 
 export type Decision = 'local' | 'replay' | 'elsewhere' | 'forward' | 'reject'
 const DECISIONS: readonly Decision[] = ['local', 'replay', 'elsewhere', 'forward', 'reject']
@@ -38,6 +39,11 @@ export interface SidecarMetrics {
   poolOverflow (pool: string): void
   /** An elastic pool destroyed a Machine beyond `min` after `destroy-after`. */
   poolMachineScaledDown (pool: string): void
+  /**
+   * Where the pool_machines gauge reads each pool's Machines and states, at scrape time only
+   * (the pools keep them from their list and get calls anyway).
+   */
+  readPoolMachines (read: () => readonly PoolMachineSnapshot[]): void
 }
 
 type Labels = Readonly<Record<string, string>>
@@ -143,6 +149,35 @@ class HistogramFamily {
 }
 
 /**
+ * `pool_machines{pool, state}`: counted from the pools' own view when scraped, so the request
+ * path pays nothing and a state nobody is in any more has no series left behind.
+ */
+class PoolMachinesGauge {
+  readonly name: string
+  readonly help: string
+  readonly type = 'gauge'
+  readonly aggregator = 'sum'
+  read: (() => readonly PoolMachineSnapshot[]) | undefined
+
+  constructor (name: string, help: string) {
+    this.name = name
+    this.help = help
+  }
+
+  get (): { name: string, help: string, type: string, aggregator: string, values: { labels: Labels, value: number }[] } {
+    const values: { labels: Labels, value: number }[] = []
+    for (const { pool, machines } of this.read?.() ?? []) {
+      const byState = new Map<string, number>()
+      for (const m of machines) byState.set(m.state, (byState.get(m.state) ?? 0) + 1)
+      for (const [state, value] of byState) values.push({ labels: { pool, state }, value })
+    }
+    return { name: this.name, help: this.help, type: this.type, aggregator: this.aggregator, values }
+  }
+
+  reset (): void {} // nothing kept: every scrape counts afresh
+}
+
+/**
  * A fresh set of the sidecar's metrics in its own Registry (never prom-client's global one, so
  * an embedding app and tests can make several), with Node's default process metrics.
  */
@@ -162,8 +197,9 @@ export function createMetrics (): SidecarMetrics {
   const replaced = new CellFamily(`${PREFIX}pool_machines_replaced_total`, 'Pool Machines replaced because their image was stale, by pool.', 'counter')
   const overflow = new CellFamily(`${PREFIX}pool_overflow_total`, 'Requests of an elastic pool placed over `concurrency` because the pool was at `max`, by pool.', 'counter')
   const scaledDown = new CellFamily(`${PREFIX}pool_machines_scaled_down_total`, 'Machines beyond `min` an elastic pool destroyed after `destroy-after`, by pool.', 'counter')
+  const poolMachines = new PoolMachinesGauge(`${PREFIX}pool_machines`, 'Machines each pool hands requests to, by pool and by state as this sidecar last listed them.')
 
-  for (const family of [requests, decisionSeconds, bodyBytes, upstreamErrors, streams, websockets, machinesCalls, machinesSeconds, created, replaced, overflow, scaledDown]) {
+  for (const family of [requests, decisionSeconds, bodyBytes, upstreamErrors, streams, websockets, machinesCalls, machinesSeconds, created, replaced, overflow, scaledDown, poolMachines]) {
     // Our families produce the same get() shape as prom-client's own metric classes.
     registry.registerMetric(family as unknown as Metric)
   }
@@ -241,6 +277,9 @@ export function createMetrics (): SidecarMetrics {
       let cell = scaledDownCells.get(pool)
       if (cell === undefined) scaledDownCells.set(pool, cell = scaledDown.add({ pool }))
       cell.value++
+    },
+    readPoolMachines (read) {
+      poolMachines.read = read
     },
   }
 }

@@ -87,6 +87,7 @@ export async function startSidecar (options: SidecarOptions): Promise<Sidecar> {
           },
         }),
   })
+  metrics?.readPoolMachines(() => pools.snapshot())
   const forwarder = createForwarder({
     origin: config.app.url,
     readyTimeoutMs: config.app.readyTimeoutMs,

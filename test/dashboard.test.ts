@@ -170,7 +170,8 @@ rules:
   const scrape = async (): Promise<string> => await (await fetch(`http://127.0.0.1:${String(sidecar.metricsPort)}/metrics`)).text()
   let text = await scrape()
   const deadline = Date.now() + 5_000
-  while (!text.includes('fly_replay_sidecar_pool_machines_replaced_total{') && Date.now() < deadline) {
+  // The replay leaves the new pool Machine in the pool's view: pool_machines has its series too.
+  while (!(text.includes('fly_replay_sidecar_pool_machines_replaced_total{') && text.includes('fly_replay_sidecar_pool_machines{')) && Date.now() < deadline) {
     await new Promise((resolve) => setTimeout(resolve, 50))
     text = await scrape()
   }
@@ -195,6 +196,7 @@ rules:
   for (const name of ['requests_total', 'decision_duration_seconds_bucket', 'body_inspected_bytes_sum', 'streams_in_flight', 'machines_api_requests_total', 'machines_api_duration_seconds_bucket', 'pool_machines_created_total', 'pool_machines_replaced_total', 'upstream_errors_total']) {
     t.match(all, `fly_replay_sidecar_${name}`, `a panel reads fly_replay_sidecar_${name}`)
   }
+  t.match(all, /fly_replay_sidecar_pool_machines\{/, 'a panel reads fly_replay_sidecar_pool_machines')
   t.match(all, 'process_resident_memory_bytes')
   t.match(all, 'process_cpu_seconds_total')
 })

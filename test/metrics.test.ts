@@ -7,7 +7,13 @@ import { register as globalRegister } from 'prom-client'
 import { createMetrics, startMetricsServer } from '../src/metrics.ts'
 import { createLogger } from '../src/log.ts'
 import { SidecarError } from '../src/errors.ts'
+import { parseConfig } from '../src/config/load.ts'
+import { startSidecar } from '../src/sidecar.ts'
+import { startMachinesApi } from '../src/emulator/machines-api.ts'
+import { createPoolMachines } from '../src/machines/pool.ts'
+import type { PoolMachineSnapshot } from '../src/machines/types.ts'
 import { listen, closeServer } from './helpers/net.ts'
+import { APP, FAST, IMAGE, TOKEN, seedSelf } from './fixtures/machines/setup.ts'
 
 /** Sample lines of the text format: `name{labels}` -> value. */
 function samples (text: string): Map<string, number> {
@@ -127,6 +133,106 @@ t.test('each createMetrics has its own registry, with default Node metrics, and 
   t.match(text, /\nprocess_cpu_user_seconds_total \d/)
   t.match(text, /\nnodejs_heap_size_used_bytes \d/)
   t.notMatch(await globalRegister.metrics(), 'fly_replay_sidecar_')
+})
+
+/** The pool_machines series of a scrape, as `{pool,state}` -> count. */
+function poolMachines (text: string): Record<string, number> {
+  return Object.fromEntries([...ours(text)].filter(([k]) => k.startsWith('fly_replay_sidecar_pool_machines{')).map(([k, v]) => [k.slice('fly_replay_sidecar_pool_machines'.length), v]))
+}
+
+t.test('pool_machines counts the Machines of each pool by state, read at every scrape', async (t) => {
+  const m = createMetrics()
+  t.strictSame(poolMachines(await m.registry.metrics()), {}, 'no series before a source is set')
+  t.match(await m.registry.metrics(), '# TYPE fly_replay_sidecar_pool_machines gauge\n')
+  let view: PoolMachineSnapshot[] = [
+    { pool: 'tasker', machines: [{ id: 'a', state: 'started' }, { id: 'b', state: 'stopped' }, { id: 'c', state: 'stopped' }] },
+    { pool: 'reports', machines: [{ id: 'd', state: 'suspended' }] },
+    { pool: 'empty', machines: [], lastOutcome: { at: '2026-12-07T00:00:00.000Z', ok: false, message: 'not on Fly' } },
+  ]
+  m.readPoolMachines(() => view)
+  t.strictSame(poolMachines(await m.registry.metrics()), {
+    '{pool="tasker",state="started"}': 1,
+    '{pool="tasker",state="stopped"}': 2,
+    '{pool="reports",state="suspended"}': 1,
+  })
+  // A state no Machine is in any more leaves no series behind (a stale 1 would be a lie).
+  view = [{ pool: 'tasker', machines: [{ id: 'a', state: 'started' }, { id: 'b', state: 'started' }] }]
+  t.strictSame(poolMachines(await m.registry.metrics()), { '{pool="tasker",state="started"}': 2 })
+  m.registry.resetMetrics()
+  t.strictSame(poolMachines(await m.registry.metrics()), { '{pool="tasker",state="started"}': 2 }, 'reset cannot zero what is read live')
+})
+
+t.test('a running sidecar exposes its pools\' Machines by state from the Machines API, and follows their changes', async (t) => {
+  const api = await startMachinesApi({ app: APP, token: TOKEN, region: 'ams' })
+  t.teardown(() => api.close())
+  seedSelf(api)
+  const inPool = (pool: string, state: string): string => api.addMachine({ image: IMAGE, state, metadata: { sidecar_pool: pool } }).id
+  inPool('tasker', 'started')
+  const sleeper = inPool('tasker', 'stopped')
+  inPool('tasker', 'stopped')
+  inPool('reports', 'suspended')
+  // Not of the pool: another process group, and a destroyed pool Machine.
+  api.addMachine({ image: IMAGE, state: 'started', metadata: { fly_process_group: 'worker' } })
+  inPool('tasker', 'destroyed')
+  const app = http.createServer((_req, res) => { res.end('ok') })
+  const appPort = await listen(app)
+  t.teardown(() => closeServer(app))
+  const yaml = `listen: 127.0.0.1:0
+app:
+  url: http://127.0.0.1:${appPort}
+metrics:
+  listen: 127.0.0.1:0
+fly:
+  api-url: ${api.url}
+pools:
+  tasker:
+    size: 3
+  reports:
+    size: 1
+rules:
+  - match: { path: /tasker }
+    to: tasker
+  - match: { path: /reports }
+    to: reports
+`
+  const env = { FLY_APP_NAME: APP, FLY_MACHINE_ID: 'self0000000001', FLY_REGION: 'ams', FLY_IMAGE_REF: IMAGE, FLY_API_TOKEN: TOKEN }
+  const config = parseConfig(yaml, '/tmp/routes.yaml', env)
+  const logger = quietLogger()
+  // The pools' own lookups, with a short cache so a second request re-lists.
+  const pools = createPoolMachines({ config, logger, timing: { ...FAST, cacheTtlMs: 50 } })
+  const sidecar = await startSidecar({ config, logger, pools })
+  t.teardown(() => sidecar.shutdown())
+  const scrape = async (): Promise<Record<string, number>> => poolMachines(await (await fetch(`http://127.0.0.1:${String(sidecar.metricsPort)}/metrics`)).text())
+  const replay = async (path: string): Promise<string | null> => {
+    const res = await fetch(`http://127.0.0.1:${sidecar.address.port}${path}`)
+    await res.text()
+    return res.headers.get('fly-replay')
+  }
+
+  t.strictSame(await scrape(), {}, 'nothing listed before a pool is first needed')
+  t.match(await replay('/tasker'), /^instance=/)
+  t.match(await replay('/reports'), /^instance=/)
+  t.strictSame(await scrape(), {
+    '{pool="tasker",state="started"}': 1,
+    '{pool="tasker",state="stopped"}': 2,
+    '{pool="reports",state="suspended"}': 1,
+  })
+
+  // Fly's proxy woke a Machine: the next lookup sees it, and the next scrape says so.
+  api.setState(sleeper, 'started')
+  await new Promise((resolve) => setTimeout(resolve, 60))
+  let now = await scrape()
+  const deadline = Date.now() + 5_000
+  while (now['{pool="tasker",state="started"}'] !== 2 && Date.now() < deadline) {
+    await replay('/tasker')
+    await new Promise((resolve) => setTimeout(resolve, 60))
+    now = await scrape()
+  }
+  t.strictSame(now, {
+    '{pool="tasker",state="started"}': 2,
+    '{pool="tasker",state="stopped"}': 1,
+    '{pool="reports",state="suspended"}': 1,
+  })
 })
 
 t.test('registry.resetMetrics zeroes our series', async (t) => {

@@ -450,3 +450,17 @@ t.test('the shipped config/routes.yaml loads with an empty env', async (t) => {
   t.equal(text.split('\n')[(c.rules[0]?.line ?? 0) - 1], '  - name: livewire-process        # sent as fly-replay `state`; shows in logs and metrics')
   t.equal((await loadConfig(file, { APP_PORT: '3000', SIDECAR_POOL: 'tasker' })).app.url, 'http://127.0.0.1:3000')
 })
+
+t.test('the commented app.env example of the shipped config/routes.yaml is valid once uncommented', async (t) => {
+  const file = path.join(import.meta.dirname, '..', '..', 'config', 'routes.yaml')
+  const text = readFileSync(file, 'utf8')
+  const lines = text.split('\n')
+  const at = lines.indexOf('  # env:                          # set over the app\'s env, which is the sidecar\'s with PORT =')
+  t.ok(at > 0, 'the example is there, under app:')
+  let i = at
+  lines[i] = lines[i]!.replace('  # env:', '  env:')
+  while (lines[++i]?.startsWith('  #   ') === true) lines[i] = lines[i]!.replace('  #   ', '    ')
+  t.equal(i - at, 3, 'two variables')
+  const c = parseConfig(lines.join('\n'), file, { FLY_API_TOKEN: 'FlyV1 fm2_x' })
+  t.strictSame(c.app.env, { WEB_CONCURRENCY: '2', FLY_API_TOKEN: 'FlyV1 fm2_x' })
+})
