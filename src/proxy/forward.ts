@@ -61,6 +61,8 @@ const MAX_RESPONSE_HEAD_BYTES = 16 * 1024
 const LAST_CHUNK = Buffer.from('0\r\n\r\n', 'latin1')
 const END_LAST_CHUNK = Buffer.from('\r\n0\r\n\r\n', 'latin1')
 const CRLF = Buffer.from('\r\n', 'latin1')
+/** Bodies up to this size that arrive whole with their head are written with it as one text. */
+const SMALL_BODY_BYTES = 4096
 
 /** State every request of one forwarder shares. */
 interface Shared {
@@ -257,14 +259,23 @@ class Proxied implements BodySink, UpstreamUser, AbortListener {
         buf = buf.subarray(head.headLength)
         continue
       }
-      this.respond(head)
+      if (head.body === 'length' && head.contentLength <= SMALL_BODY_BYTES && buf.length - head.headLength >= head.contentLength) {
+        // A small body that came whole with its head: one text write of both (a copy, so the
+        // read buffer is free at once), not a writev of the head and a view of the read buffer.
+        const end = head.headLength + head.contentLength
+        this.respond(head, buf.toString('latin1', head.headLength, end))
+        this.complete(buf.length > end)
+        return
+      }
+      this.respond(head, '')
       if (head.body === 'none' || (head.body === 'length' && head.contentLength === 0)) this.complete(buf.length > head.headLength)
       else if (buf.length > head.headLength) this.body(buf, head.headLength)
       return
     }
   }
 
-  respond (head: ResponseHead): void {
+  /** Writes the client's response head, followed by `bodyText` (latin1: the body's bytes). */
+  respond (head: ResponseHead, bodyText: string): void {
     this.clearTimer()
     this.res = head
     const ex = this.ex
@@ -287,7 +298,7 @@ class Proxied implements BodySink, UpstreamUser, AbortListener {
     this.responded = true
     this.shared.onStream?.(1)
     this.phase = enum_.BODY
-    ex.writeText(text.head)
+    ex.writeText(bodyText === '' ? text.head : text.head + bodyText)
   }
 
   body (chunk: Buffer, start: number): void {
