@@ -210,14 +210,15 @@ class Proxied implements BodySink, UpstreamUser, AbortListener {
   }
 
   onUpData (chunk: Buffer): void {
-    // One write to the client per read from the app (head and body, framing and data together).
+    // One write to the client per read from the app (head and body, framing and data together):
+    // corked by the paths that write more than once (corkClient()).
     const client = this.ex.socket
-    client.cork()
     this.readChunk(chunk)
-    client.uncork()
+    if (this.corked) { this.corked = false; client.uncork() }
     // `chunk` is the upstream socket's own read buffer: while the client has not taken all of
     // it, no further read may overwrite it (and the socket may not carry another request).
-    const pending = client.writableLength > 0
+    // (Only out() writes views of it; the text writes are copies.)
+    const pending = this.pendingWrites > 0 && client.writableLength > 0
     const s = this.toRelease
     if (s !== undefined) {
       this.toRelease = undefined
@@ -227,6 +228,15 @@ class Proxied implements BodySink, UpstreamUser, AbortListener {
       this.waitingDrain = true
       this.socket?.pause()
     }
+  }
+
+  /** The client socket is corked until the end of this read from the app. */
+  corked = false
+
+  corkClient (): void {
+    if (this.corked) return
+    this.corked = true
+    this.ex.socket.cork()
   }
 
   /** Writes bytes of the read buffer to the client, counting them until they are flushed. */
@@ -242,7 +252,11 @@ class Proxied implements BodySink, UpstreamUser, AbortListener {
 
   readChunk (chunk: Buffer): void {
     this.gotBytes = true
-    if (this.phase === enum_.BODY) { this.body(chunk, 0); return }
+    if (this.phase === enum_.BODY) {
+      if (this.res?.body !== 'length') this.corkClient()
+      this.body(chunk, 0)
+      return
+    }
     if (this.phase !== enum_.HEAD) return
     let buf = this.resBuf === undefined ? chunk : Buffer.concat([this.resBuf, chunk])
     this.resBuf = undefined
@@ -267,6 +281,7 @@ class Proxied implements BodySink, UpstreamUser, AbortListener {
         this.complete(buf.length > end)
         return
       }
+      this.corkClient()
       this.respond(head, '')
       if (head.body === 'none' || (head.body === 'length' && head.contentLength === 0)) this.complete(buf.length > head.headLength)
       else if (buf.length > head.headLength) this.body(buf, head.headLength)
