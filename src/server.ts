@@ -105,7 +105,8 @@ export function createServer (options: ServerOptions): SidecarServer {
   }
 
   // Half-open: a client that ends its side after a complete request still gets the answer.
-  const server = net.createServer({ allowHalfOpen: true, noDelay: true }, (socket) => {
+  // Accepted paused: ClientConnection sets where reads land before the first one.
+  const server = net.createServer({ allowHalfOpen: true, noDelay: true, pauseOnConnect: true }, (socket) => {
     const c = new ClientConnection(socket, hooks, limits, performance.now(), gone)
     connections.add(c)
     if (closing) c.closeWhenIdle()

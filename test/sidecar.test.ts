@@ -3,6 +3,7 @@
 import t, { type Test } from 'tap'
 import http from 'node:http'
 import net from 'node:net'
+import { Readable } from 'node:stream'
 import { createHash } from 'node:crypto'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { request } from 'undici'
@@ -410,4 +411,62 @@ t.test('shutdown: the response in flight ends with Connection: close, a request 
   await stopping
   t.match(got, /^HTTP\/1\.1 200 OK\r\ncontent-type: text\/plain\r\ncontent-length: 4\r\n(?:[^\r]+\r\n)*Connection: close\r\n\r\nslow/, 'the response in flight, told to close')
   t.match(got, /slowHTTP\/1\.1 503 Service Unavailable\r\n[^]*\r\nconnection: close\r\n\r\n\{"error":\{"code":"SIDECAR_ERR_SERVER_CLOSING","message":"the sidecar is shutting down"\}\}$/i, 'the request behind it: 503 and closed')
+})
+
+t.test('bodies of many clients at once reach an app that reads slowly intact (client reads share one buffer)', async (t) => {
+  // The app lets each body wait before reading it, so writes to it stay pending while other
+  // clients' reads arrive: a body byte kept as a view of the shared read buffer would change.
+  const seen: Array<{ url: string, sha256: string }> = []
+  const server = http.createServer((req, res) => {
+    setTimeout(() => {
+      const hash = createHash('sha256')
+      req.on('data', (c: Buffer) => { hash.update(c) })
+      req.on('end', () => {
+        seen.push({ url: req.url ?? '', sha256: hash.digest('hex') })
+        res.end('ok')
+      })
+    }, 100)
+  })
+  const port = await listen(server)
+  t.teardown(() => closeServer(server))
+  const s = await start(t, { appPort: port })
+  const clients = 8
+  const size = 1024 * 1024
+  const bodies = Array.from({ length: clients }, (_, i) => {
+    const b = Buffer.alloc(size)
+    for (let k = 0; k < size; k++) b[k] = (k * (i + 3) + i) & 0xff
+    return b
+  })
+  const answers = await Promise.all(bodies.map(async (body, i) => {
+    // Sent in 16 KiB pieces, so that reads from every client interleave.
+    const pieces = Array.from({ length: size / 16384 }, (_, k) => body.subarray(k * 16384, (k + 1) * 16384))
+    const res = await request(url(s, `/upload/${i}`), { method: 'POST', headers: { 'content-length': String(size) }, body: Readable.from(pieces) })
+    return `${res.statusCode} ${await res.body.text()}`
+  }))
+  t.strictSame(answers, bodies.map(() => '200 ok'))
+  t.strictSame(seen.map((x) => x.url).sort(), bodies.map((_, i) => `/upload/${i}`).sort())
+  for (const x of seen) t.equal(x.sha256, sha(bodies[Number(x.url.split('/')[2])] as Buffer), `${x.url}: the app got the client's bytes`)
+})
+
+t.test('a head that arrives in pieces, with other clients read in between, reaches the app as sent', async (t) => {
+  const app = await startApp(t)
+  const s = await start(t, { appPort: app.port })
+  const port = s.address.port
+  const value = 'v'.repeat(3000)
+  const slow = net.connect(port, '127.0.0.1')
+  const got: Buffer[] = []
+  slow.on('data', (c: Buffer) => got.push(c))
+  const closed = new Promise((resolve) => slow.on('close', resolve))
+  await new Promise((resolve) => slow.once('connect', resolve))
+  // The first part of the head is kept between reads; another client's request is read into
+  // the same buffer meanwhile, then the head completes.
+  slow.write(`GET /pieces HTTP/1.1\r\nHost: x\r\nx-long: ${value.slice(0, 1500)}`)
+  await sleep(50)
+  const other = await raw(port, `GET /other HTTP/1.1\r\nHost: x\r\nx-other: ${'o'.repeat(3000)}\r\nConnection: close\r\n\r\n`)
+  t.match(other, /^HTTP\/1\.1 200 /)
+  slow.write(`${value.slice(1500)}\r\nConnection: close\r\n\r\n`)
+  await closed
+  t.match(Buffer.concat(got).toString('latin1'), /^HTTP\/1\.1 200 [^]*"url":"\/pieces"/)
+  const seen = app.seen.find((x) => x.url === '/pieces')
+  t.equal(seen?.headers['x-long'], value, 'the head as the client sent it')
 })

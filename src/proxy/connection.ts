@@ -2,7 +2,7 @@
 // one exchange at a time (pipelined requests wait in order), request bodies framed by their
 // Content-Length or chunked framing and passed on as the bytes that came, keep-alive, the
 // headers timeout and the answers the sidecar writes itself.
-import type { Socket } from 'node:net'
+import { Socket } from 'node:net'
 import { STATUS_CODES as STATUS_TEXT } from 'node:http'
 import { ChunkedDecoder } from '../http/chunked.ts'
 import { parseRequestHead, type RequestHead } from '../http/request-head.ts'
@@ -43,6 +43,45 @@ export interface AbortListener {
 }
 
 const EMPTY = Buffer.alloc(0)
+
+/**
+ * Every client socket reads into this one buffer (Node's `onread`), instead of Node allocating a
+ * fresh Buffer per read and passing it through the stream machinery ('data' events): JavaScript
+ * runs one read callback at a time, and whatever is kept past the callback (a partial head,
+ * pipelined requests, body bytes, which may sit in a pending write) is copied out first (own()).
+ */
+const READ_BUFFER = Buffer.allocUnsafe(64 * 1024)
+
+/** `buf`, or a copy of it when it is a view of the shared read buffer. */
+function own (buf: Buffer): Buffer {
+  return buf.buffer === READ_BUFFER.buffer ? Buffer.from(buf) : buf
+}
+
+/**
+ * The socket fields through which `net` delivers reads into a user buffer: `net.Server` takes no
+ * `onread` option, so they are set on each accepted socket (found by name, once; without them,
+ * this Node reads through 'data' events as before).
+ */
+const socketSymbols = Object.getOwnPropertySymbols(new Socket())
+const kBuffer = socketSymbols.find((s) => s.description === 'kBuffer')
+const kBufferCb = socketSymbols.find((s) => s.description === 'kBufferCb')
+
+interface UserBufferHandle { useUserBuffer?: (buf: Uint8Array) => void }
+
+/**
+ * Starts reading a socket accepted paused (`pauseOnConnect`) into READ_BUFFER; `onBytes` gets a
+ * view valid only during the call. False (and nothing changed) when this Node cannot.
+ */
+function readIntoSharedBuffer (socket: Socket, onBytes: (view: Buffer) => void): boolean {
+  const handle = (socket as unknown as { _handle: UserBufferHandle | null })._handle
+  if (kBuffer === undefined || kBufferCb === undefined || handle === null || typeof handle.useUserBuffer !== 'function') return false
+  const fields = socket as unknown as Record<symbol, unknown>
+  if (fields[kBuffer] !== null || fields[kBufferCb] !== null) return false
+  handle.useUserBuffer(READ_BUFFER)
+  fields[kBuffer] = READ_BUFFER
+  fields[kBufferCb] = (n: number): boolean => { onBytes(READ_BUFFER.subarray(0, n)); return true }
+  return true
+}
 const CONTINUE = Buffer.from('HTTP/1.1 100 Continue\r\n\r\n', 'latin1')
 
 /** One request and its response on a client connection. */
@@ -377,10 +416,32 @@ export class ClientConnection {
     this.headSince = now
     this.onGone = onGone
     socket.setNoDelay(true)
-    socket.on('data', (chunk: Buffer) => { this.onData(chunk) })
+    if (!readIntoSharedBuffer(socket, (view) => { this.onRead(view) })) {
+      socket.on('data', (chunk: Buffer) => { this.onData(chunk) })
+    }
     socket.on('end', () => { this.onEnd() })
     socket.on('error', () => { /* 'close' follows */ })
     socket.on('close', () => { this.onClose() })
+    // Accepted paused (`pauseOnConnect`), so that no byte is read before the buffer is set.
+    socket.resume()
+  }
+
+  /** Upgraded: the socket's reads go to its new owner as stream data. */
+  private handedOver = false
+
+  private onRead (view: Buffer): void {
+    if (this.handedOver) {
+      // The tunnel reads the socket as a stream: it gets copies, with the stream's backpressure.
+      if (!this.socket.push(Buffer.from(view))) this.socket.pause()
+      return
+    }
+    const ex = this.current
+    // Body bytes may be queued, held for the body rules or sit in a pending write: copies.
+    this.onData(ex !== undefined && !ex.bodyDone ? Buffer.from(view) : view)
+    const p = this.pending
+    if (p !== undefined && p.buffer === READ_BUFFER.buffer) {
+      this.pending = p.length === 0 ? undefined : Buffer.from(p)
+    }
   }
 
   /** Whether the connection is waiting for a request (closable at once while draining). */
@@ -459,7 +520,7 @@ export class ClientConnection {
       this.pending = undefined
       if (head.upgrade && !this.hooks.closing()) {
         this.detach()
-        this.hooks.upgrade(head, this.socket, rest ?? EMPTY)
+        this.hooks.upgrade(head, this.socket, rest === undefined ? EMPTY : own(rest))
         return
       }
       const ex = new Exchange(this, head)
@@ -476,9 +537,10 @@ export class ClientConnection {
         if (ex.bodyDone) {
           this.pending = rest
         } else {
-          const at = ex.feed(rest, 0)
+          const body = own(rest)
+          const at = ex.feed(body, 0)
           if (at === -1) return
-          if (at < rest.length) this.pending = rest.subarray(at)
+          if (at < body.length) this.pending = body.subarray(at)
         }
       }
       this.hooks.request(ex)
@@ -500,9 +562,14 @@ export class ClientConnection {
     const drained = this.hooks.closing() && ex.head.keepAlive && this.pending !== undefined && this.pending.length > 0
     if (this.gone || (!ex.keepAlive && !drained)) { this.close(false); return }
     this.headSince = 0
-    if (this.pending !== undefined && this.pending.length > 0) this.headSince = performance.now()
-    // Not from inside the caller's stack: it may still be writing.
-    process.nextTick(parseNext, this)
+    if (this.pending !== undefined && this.pending.length > 0) {
+      this.headSince = performance.now()
+      // A pipelined request starts outside the caller's stack: it may still be writing.
+      process.nextTick(parseNext, this)
+    } else {
+      // Nothing to parse: only the idle bookkeeping, at once (no tick per request).
+      this.next()
+    }
   }
 
   /** Pauses or resumes reading from the client for the current needs. */
@@ -579,6 +646,7 @@ export class ClientConnection {
   /** The socket now belongs to someone else (an upgrade tunnel). */
   private detach (): void {
     this.gone = true
+    this.handedOver = true
     this.socket.removeAllListeners('data')
     this.socket.removeAllListeners('end')
     this.socket.removeAllListeners('close')

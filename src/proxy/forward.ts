@@ -61,6 +61,8 @@ const MAX_RESPONSE_HEAD_BYTES = 16 * 1024
 const LAST_CHUNK = Buffer.from('0\r\n\r\n', 'latin1')
 const END_LAST_CHUNK = Buffer.from('\r\n0\r\n\r\n', 'latin1')
 const CRLF = Buffer.from('\r\n', 'latin1')
+/** Bodies up to this size that arrive whole with their head are written with it as one text. */
+const SMALL_BODY_BYTES = 4096
 
 /** State every request of one forwarder shares. */
 interface Shared {
@@ -208,14 +210,15 @@ class Proxied implements BodySink, UpstreamUser, AbortListener {
   }
 
   onUpData (chunk: Buffer): void {
-    // One write to the client per read from the app (head and body, framing and data together).
+    // One write to the client per read from the app (head and body, framing and data together):
+    // corked by the paths that write more than once (corkClient()).
     const client = this.ex.socket
-    client.cork()
     this.readChunk(chunk)
-    client.uncork()
+    if (this.corked) { this.corked = false; client.uncork() }
     // `chunk` is the upstream socket's own read buffer: while the client has not taken all of
     // it, no further read may overwrite it (and the socket may not carry another request).
-    const pending = client.writableLength > 0
+    // (Only out() writes views of it; the text writes are copies.)
+    const pending = this.pendingWrites > 0 && client.writableLength > 0
     const s = this.toRelease
     if (s !== undefined) {
       this.toRelease = undefined
@@ -225,6 +228,15 @@ class Proxied implements BodySink, UpstreamUser, AbortListener {
       this.waitingDrain = true
       this.socket?.pause()
     }
+  }
+
+  /** The client socket is corked until the end of this read from the app. */
+  corked = false
+
+  corkClient (): void {
+    if (this.corked) return
+    this.corked = true
+    this.ex.socket.cork()
   }
 
   /** Writes bytes of the read buffer to the client, counting them until they are flushed. */
@@ -240,7 +252,11 @@ class Proxied implements BodySink, UpstreamUser, AbortListener {
 
   readChunk (chunk: Buffer): void {
     this.gotBytes = true
-    if (this.phase === enum_.BODY) { this.body(chunk, 0); return }
+    if (this.phase === enum_.BODY) {
+      if (this.res?.body !== 'length') this.corkClient()
+      this.body(chunk, 0)
+      return
+    }
     if (this.phase !== enum_.HEAD) return
     let buf = this.resBuf === undefined ? chunk : Buffer.concat([this.resBuf, chunk])
     this.resBuf = undefined
@@ -257,14 +273,24 @@ class Proxied implements BodySink, UpstreamUser, AbortListener {
         buf = buf.subarray(head.headLength)
         continue
       }
-      this.respond(head)
+      if (head.body === 'length' && head.contentLength <= SMALL_BODY_BYTES && buf.length - head.headLength >= head.contentLength) {
+        // A small body that came whole with its head: one text write of both (a copy, so the
+        // read buffer is free at once), not a writev of the head and a view of the read buffer.
+        const end = head.headLength + head.contentLength
+        this.respond(head, buf.toString('latin1', head.headLength, end))
+        this.complete(buf.length > end)
+        return
+      }
+      this.corkClient()
+      this.respond(head, '')
       if (head.body === 'none' || (head.body === 'length' && head.contentLength === 0)) this.complete(buf.length > head.headLength)
       else if (buf.length > head.headLength) this.body(buf, head.headLength)
       return
     }
   }
 
-  respond (head: ResponseHead): void {
+  /** Writes the client's response head, followed by `bodyText` (latin1: the body's bytes). */
+  respond (head: ResponseHead, bodyText: string): void {
     this.clearTimer()
     this.res = head
     const ex = this.ex
@@ -287,7 +313,7 @@ class Proxied implements BodySink, UpstreamUser, AbortListener {
     this.responded = true
     this.shared.onStream?.(1)
     this.phase = enum_.BODY
-    ex.writeText(text.head)
+    ex.writeText(bodyText === '' ? text.head : text.head + bodyText)
   }
 
   body (chunk: Buffer, start: number): void {
