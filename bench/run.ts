@@ -92,6 +92,9 @@ process.on('SIGINT', () => {
 
 async function main (): Promise<void> {
   const started = Date.now()
+  // The code measured is the code built now: a commit made during the run must not be named.
+  const commit = spawnSync('git', ['-C', ROOT, 'log', '-1', '--format=%h %cI'], { encoding: 'utf8' }).stdout.trim()
+  const dirty = spawnSync('git', ['-C', ROOT, 'status', '--porcelain', '--', 'src'], { encoding: 'utf8' }).stdout.trim() !== ''
   const { nginx: nginxBin } = ensureTools()
   const cpus = os.cpus().length
   const pin = detectPinning(cpus)
@@ -346,8 +349,6 @@ async function main (): Promise<void> {
   const goals = computeGoals(samples, { fresh, peak, idle, slow })
 
   const cpuModel = os.cpus()[0]?.model ?? '?'
-  const commit = spawnSync('git', ['-C', ROOT, 'log', '-1', '--format=%h %cI'], { encoding: 'utf8' }).stdout.trim()
-  const dirty = spawnSync('git', ['-C', ROOT, 'status', '--porcelain', '--', 'src'], { encoding: 'utf8' }).stdout.trim() !== ''
   const date = new Date().toISOString().replace(/\.\d+Z$/, 'Z')
   const header = [
     `Date: ${date} · machine: ${cpus} × ${cpuModel}, ${(os.totalmem() / 2 ** 30).toFixed(1)} GiB, Linux ${os.release()}${process.env.BENCH_MACHINE !== undefined ? ` (${process.env.BENCH_MACHINE})` : ''}`,
