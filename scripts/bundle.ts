@@ -123,6 +123,29 @@ export async function main (): Promise<number> {
   },
 }
 
+/**
+ * pino loads its transport code (worker threads, thread-stream, node:worker_threads and node:module)
+ * when it is loaded, for `pino.transport()` and the `transport` option, which run a log pipeline in
+ * a worker thread. The sidecar never uses them (it logs to stdout, src/log.ts): in the executable
+ * the transport entry is one that says so, and the rest is never loaded; nor is node:worker_threads.
+ */
+const pinoWithoutTransports: Plugin = {
+  name: 'pino-without-transports',
+  setup (b) {
+    b.onResolve({ filter: /^\.\.?\/(?:lib\/)?transport$/ }, (a) => /[/\\]node_modules[/\\]pino[/\\]/.test(a.importer) ? { path: 'transport', namespace: 'pino-without-transports' } : undefined)
+    // pino reads isMainThread only for a destination with sync: false (to flush it at exit in a
+    // worker); the sidecar's is sync (src/log.ts), so it never decides anything there.
+    b.onResolve({ filter: /^(?:node:)?worker_threads$/ }, (a) => /[/\\]node_modules[/\\]pino[/\\]lib[/\\]tools\.js$/.test(a.importer) ? { path: 'worker_threads', namespace: 'pino-without-transports' } : undefined)
+    b.onLoad({ filter: /^transport$/, namespace: 'pino-without-transports' }, () => ({
+      loader: 'js',
+      contents: `module.exports = function transport () {
+  throw new Error('pino transports are not in the fly-replay-sidecar executable: it logs to stdout')
+}`,
+    }))
+    b.onLoad({ filter: /^worker_threads$/, namespace: 'pino-without-transports' }, () => ({ loader: 'js', contents: 'module.exports = { isMainThread: true }' }))
+  },
+}
+
 /** Runs `strip` on `file`; false when the tool is not installed. */
 async function stripBinary (file: string): Promise<boolean> {
   try {
@@ -162,7 +185,7 @@ export async function bundle (options: BundleOptions = {}): Promise<BundleResult
     logLevel: 'warning',
     // cli.ts reads package.json through import.meta.url only when __SIDECAR_VERSION__ is unset.
     logOverride: { 'empty-import-meta': 'silent' },
-    plugins: [devOnlyInCheckout],
+    plugins: [devOnlyInCheckout, pinoWithoutTransports],
     // The executable has no package.json beside it: the CLI's --version reads this instead.
     define: { 'globalThis.__SIDECAR_VERSION__': JSON.stringify(JSON.parse(await readFile(join(ROOT, 'package.json'), 'utf8')).version) },
   })

@@ -1,7 +1,9 @@
 // Prometheus metrics: the sidecar's own counters, gauges and histograms in a private prom-client
 // Registry (plus Node's default process metrics), served on a separate port by node:http.
 import http from 'node:http'
-import { Registry, collectDefaultMetrics } from 'prom-client'
+// Two files of prom-client, not its index: see src/prom-client-parts.d.ts.
+import Registry from 'prom-client/lib/registry.js'
+import collectDefaultMetrics from 'prom-client/lib/defaultMetrics.js'
 import type { Metric } from 'prom-client'
 import type { Logger } from 'pino'
 import { SidecarError } from './errors.ts'

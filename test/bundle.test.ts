@@ -13,6 +13,7 @@ import path from 'node:path'
 import { createInterface } from 'node:readline'
 import { bundle, BUNDLE_EXECUTABLE, BUNDLE_LICENSES } from '../scripts/bundle.ts'
 import { echoApp, sha256 } from './helpers/apps.ts'
+import { REEXEC_MARK } from '../src/executable.ts'
 
 const repo = path.resolve(import.meta.dirname, '..')
 
@@ -179,7 +180,7 @@ t.test('the executable runs without the repository, node_modules or Node on PATH
   t.equal(withApp.code, 0, withApp.stderr)
   const appEnv = (await readFile(envFile, 'utf8')).split('\n').map((l) => /^export (\w+)/.exec(l)?.[1]).filter((n) => n !== undefined)
   t.notOk(appEnv.includes('MALLOC_ARENA_MAX') || appEnv.includes('MALLOC_MMAP_THRESHOLD_'), 'the app does not inherit the allocator variables')
-  t.notOk(appEnv.includes('FLY_REPLAY_SIDECAR_SET_ENV'), 'nor the re-exec mark')
+  t.notOk(appEnv.includes(REEXEC_MARK), 'nor the re-exec mark')
   t.ok(appEnv.includes('FLY_REPLAY_SIDECAR_APP'), 'the supervisor\'s mark of the app\'s processes is there (docs/supervision.md)')
   t.ok(appEnv.includes('HOME') && appEnv.includes('LOG_LEVEL'), 'the user\'s variables reach it')
 

@@ -2,8 +2,7 @@
 // timeout, a per-action rate limit, retries with backoff on 408/429/5xx and network errors (never
 // for create, whose retry needs a re-list first), and goes through one circuit breaker.
 import { setTimeout as sleep } from 'node:timers/promises'
-import { Pool } from 'undici'
-import type { Dispatcher } from 'undici'
+import type { Dispatcher, Pool } from 'undici'
 import type { Logger } from 'pino'
 import { SidecarError } from '../errors.ts'
 import type { CreateMachineRequest, Machine, WaitMachineResponse } from './api-types.ts'
@@ -122,7 +121,11 @@ interface CallResult {
   readonly json: unknown
 }
 
-/** Creates the client; the undici pool, buckets and circuit are built once, here. */
+/**
+ * Creates the client; the buckets and circuit are built once, here, the undici pool at the first
+ * call: undici (and the http2, tls, dns, zlib and worker_threads modules it loads) costs an idle
+ * sidecar about 20 MiB, and a sidecar whose pools never call the API never needs it.
+ */
 export function createMachinesClient (options: MachinesClientOptions): MachinesClient {
   const timing: ClientTiming = { ...DEFAULT_CLIENT_TIMING, ...options.timing }
   const now = options.now ?? Date.now
@@ -130,7 +133,11 @@ export function createMachinesClient (options: MachinesClientOptions): MachinesC
   const { logger } = options
   const url = new URL(options.apiUrl)
   const basePath = `${url.pathname.replace(/\/+$/, '')}/v1/apps/${encodeURIComponent(options.app)}/machines`
-  const pool = new Pool(url.origin, { connections: 8, keepAliveTimeout: 10_000, connect: { timeout: timing.callTimeoutMs } })
+  let pool: Promise<Pool> | undefined
+  const dispatcher = (): Promise<Pool> => {
+    pool ??= import('undici').then(({ Pool }) => new Pool(url.origin, { connections: 8, keepAliveTimeout: 10_000, connect: { timeout: timing.callTimeoutMs } }))
+    return pool
+  }
   const auth = authorizationHeader(options.token)
   // The bare secret too: an API echoing it back must not get it into an error message.
   const secrets = [...new Set([options.token.trim(), auth.replace(/^(FlyV1|Bearer) /, '')])].filter((s) => s.length >= 4)
@@ -185,8 +192,9 @@ export function createMachinesClient (options: MachinesClientOptions): MachinesC
     let text: string
     let flyRequestId: string | undefined
     let retryAfter: string | string[] | undefined
+    const api = await dispatcher()
     try {
-      const res = await pool.request({ method: spec.method, path, headers, body: payload ?? null, signal, headersTimeout: timeoutMs, bodyTimeout: timeoutMs })
+      const res = await api.request({ method: spec.method, path, headers, body: payload ?? null, signal, headersTimeout: timeoutMs, bodyTimeout: timeoutMs })
       status = res.statusCode
       const id = res.headers['fly-request-id']
       flyRequestId = Array.isArray(id) ? id[0] : id
@@ -298,7 +306,7 @@ export function createMachinesClient (options: MachinesClientOptions): MachinesC
     get lastOutcome () { return lastOutcome },
     async close () {
       closing.abort()
-      await pool.destroy()
+      if (pool !== undefined) await (await pool).destroy()
     },
   }
 }

@@ -14,7 +14,7 @@ import { DEAD_STATES, IDLE_STATES, placeByLoad, scaleDown, viewPool } from './se
 import type { Placed } from './select.ts'
 import { DEFAULT_LOAD_TIMING, createLoadBook } from './load.ts'
 import type { LoadBook, LoadTiming } from './load.ts'
-import { Agent, request } from 'undici'
+import type { Agent } from 'undici'
 import type { PoolMachineSnapshot, PoolMachines, PoolPick } from './types.ts'
 
 /** Timing knobs of the pools (and of the client underneath); tests shrink them. */
@@ -213,6 +213,8 @@ export function createPoolMachines (options: PoolMachinesOptions): PoolMachines 
   const privateTemplate = fly.privateUrl.replaceAll('{app}', app).replaceAll('{port}', String(config.listen.port))
   let loadAgent: Agent | undefined
   const readLoad = options.readLoad ?? (async (id: string, signal: AbortSignal): Promise<number> => {
+    // undici is loaded with the first read, not at start (see createMachinesClient).
+    const { Agent, request } = await import('undici')
     loadAgent ??= new Agent({ connections: 4, keepAliveTimeout: 10_000 })
     const res = await request(`${privateTemplate.replaceAll('{id}', id)}${config.health.path}`, { dispatcher: loadAgent, signal })
     const body = await res.body.json() as { inFlight?: unknown }
