@@ -2,38 +2,20 @@
 // (`max: 3`, `concurrency: 4`) get a burst of 20 requests each at the same moment against one fake
 // Machines API: both create (each at most max), both converge on the oldest 3, every request goes to one of those,
 // and the extras are stopped by their creators and destroyed: the pool never keeps more than max.
-import { spawn } from 'node:child_process'
-import { createInterface } from 'node:readline'
 import t from 'tap'
 import { startMachinesApi } from '../../src/emulator/machines-api.ts'
 import { byAge } from '../../src/machines/select.ts'
 import { loadMachinesSpec } from '../helpers/openapi.ts'
-import { APP, TOKEN, live, seedSelf, until } from '../fixtures/machines/setup.ts'
+import { race } from '../helpers/racers.ts'
+import { APP, TOKEN, live, until } from '../fixtures/machines/setup.ts'
 
 const spec = loadMachinesSpec()
-const RACER = new URL('../fixtures/machines/racer.ts', import.meta.url).pathname
 const MAX = 3
 
 t.test('two app Machine processes racing on an elastic pool keep at most max', async (t) => {
   const api = await startMachinesApi({ app: APP, token: TOKEN, createDelayMs: 80 })
   t.teardown(() => api.close())
-  const racers = ['selfa000000001', 'selfb000000002'].map((id) => {
-    seedSelf(api, id)
-    const child = spawn(process.execPath, [RACER], { env: { ...process.env, API_URL: api.url, SELF_ID: id, POOL_MAX: String(MAX), POOL_CONCURRENCY: '4' }, stdio: ['pipe', 'pipe', 'inherit'] })
-    t.teardown(() => { if (child.exitCode === null) child.kill('SIGKILL') })
-    const seen: Record<string, unknown>[] = []
-    const ready = new Promise<void>((resolve) => {
-      createInterface({ input: child.stdout }).on('line', (line) => {
-        const msg = JSON.parse(line) as Record<string, unknown>
-        seen.push(msg)
-        if (msg.ready === true) resolve()
-      })
-    })
-    const exited = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)))
-    return { child, seen, ready, exited }
-  })
-  await Promise.all(racers.map((r) => r.ready))
-  for (const r of racers) r.child.stdin.write('go\n')
+  const racers = await race(t, api, ['selfa000000001', 'selfb000000002'], { POOL_MAX: String(MAX), POOL_CONCURRENCY: '4' })
   t.strictSame(await Promise.all(racers.map((r) => r.exited)), [0, 0], 'both exited cleanly')
   const creates = api.calls.filter((c) => c.method === 'POST' && c.path === `/v1/apps/${APP}/machines`).length
   t.ok(creates >= MAX && creates <= 2 * MAX, `each created at most max (${creates} creates; fewer than ${2 * MAX} when one saw the other's first)`)

@@ -1,37 +1,19 @@
 // Two real sidecar processes (test/fixtures/machines/racer.ts) find the pool empty at the same
 // moment against one fake Machines API: both create, and both converge on the oldest Machine;
 // the extra is stopped by its creator and destroyed, leaving exactly `size` (1).
-import { spawn } from 'node:child_process'
-import { createInterface } from 'node:readline'
 import t from 'tap'
 import { startMachinesApi } from '../../src/emulator/machines-api.ts'
 import { byAge } from '../../src/machines/select.ts'
 import { loadMachinesSpec } from '../helpers/openapi.ts'
-import { APP, TOKEN, live, seedSelf } from '../fixtures/machines/setup.ts'
+import { race } from '../helpers/racers.ts'
+import { APP, TOKEN, live } from '../fixtures/machines/setup.ts'
 
 const spec = loadMachinesSpec()
-const RACER = new URL('../fixtures/machines/racer.ts', import.meta.url).pathname
 
 t.test('two sidecar processes racing converge to one pool Machine', async (t) => {
   const api = await startMachinesApi({ app: APP, token: TOKEN, createDelayMs: 80, listLagMs: 20 })
   t.teardown(() => api.close())
-  const racers = ['selfa000000001', 'selfb000000002'].map((id) => {
-    seedSelf(api, id)
-    const child = spawn(process.execPath, [RACER], { env: { ...process.env, API_URL: api.url, SELF_ID: id }, stdio: ['pipe', 'pipe', 'inherit'] })
-    t.teardown(() => { if (child.exitCode === null) child.kill('SIGKILL') })
-    const seen: Record<string, unknown>[] = []
-    const ready = new Promise<void>((resolve) => {
-      createInterface({ input: child.stdout }).on('line', (line) => {
-        const msg = JSON.parse(line) as Record<string, unknown>
-        seen.push(msg)
-        if (msg.ready === true) resolve()
-      })
-    })
-    const exited = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)))
-    return { child, seen, ready, exited }
-  })
-  await Promise.all(racers.map((r) => r.ready))
-  for (const r of racers) r.child.stdin.write('go\n')
+  const racers = await race(t, api, ['selfa000000001', 'selfb000000002'])
   const codes = await Promise.all(racers.map((r) => r.exited))
   t.strictSame(codes, [0, 0], 'both exited cleanly')
   const creates = api.calls.filter((c) => c.method === 'POST' && c.path === `/v1/apps/${APP}/machines`)
