@@ -179,21 +179,32 @@ export function sidecarAvailable (): boolean {
 }
 
 /**
- * The sidecar as production runs it: the esbuild bundle of scripts/bundle.ts (one JS file, no
- * TypeScript stripping or module resolution at start-up), built into `dir`. Resolves with the
- * entry file.
+ * The sidecar as production runs it: the single executable of scripts/bundle.ts (Node with the
+ * bundle, its code cache and its V8 flags inside; it sets the allocator's variables itself),
+ * built into `dir`, with the bundled JavaScript inside it and the flags baked in beside.
  */
-/** Builds the bundle; the sidecar then runs as its launcher runs it: `node NODE_FLAGS entry`. */
-export async function buildSidecarBundle (dir: string): Promise<{ entry: string, nodeFlags: readonly string[] }> {
+export async function buildSidecarExecutable (dir: string): Promise<SidecarBuild> {
   const { bundle, NODE_FLAGS } = await import('../scripts/bundle.ts')
+  const { ALLOCATOR_ENV } = await import('../src/executable.ts')
   const r = await bundle({ outDir: join(dir, 'bundle') })
-  return { entry: r.entry, nodeFlags: NODE_FLAGS }
+  return { executable: r.executable, entry: r.entry, nodeFlags: NODE_FLAGS, allocatorEnv: ALLOCATOR_ENV }
+}
+
+export interface SidecarBuild {
+  readonly executable: string
+  /** The JavaScript inside the executable. */
+  readonly entry: string
+  readonly nodeFlags: readonly string[]
+  readonly allocatorEnv: Readonly<Record<string, string>>
 }
 
 /**
- * Starts the sidecar (`node ENTRY --config FILE`, the app started separately) as if on a Fly
- * Machine, talking to the fake Machines API at `apiUrl`. `entry` is the bundle or src/cli.ts;
- * `nodeArgs` go before it (e.g. --cpu-prof).
+ * Starts the sidecar (the app started separately) as if on a Fly Machine, talking to the fake
+ * Machines API at `apiUrl`. With a build and no `nodeArgs`: the executable itself. With
+ * `nodeArgs` (tuning flags, --cpu-prof): the executable's JavaScript run by this Node with the
+ * executable's flags, then `nodeArgs` (V8 takes the last value of a flag), and the allocator
+ * variables the executable would set, because the executable takes V8 flags only through
+ * NODE_OPTIONS, which refuses most of them. Without a build: `node nodeArgs src/cli.ts`.
  */
 export async function startSidecar (opts: {
   name: string
@@ -202,7 +213,7 @@ export async function startSidecar (opts: {
   appPort: number
   config: string
   apiUrl: string
-  entry: string
+  build: SidecarBuild | undefined
   nodeArgs?: readonly string[]
 }): Promise<Target> {
   const port = await freePort()
@@ -220,7 +231,16 @@ export async function startSidecar (opts: {
   }
   // This Machine is an ordinary app Machine: the Livewire rule's pool is elsewhere.
   delete env.SIDECAR_POOL
-  const child = spawnPinned(opts.name, opts.cpu, process.execPath, [...(opts.nodeArgs ?? []), opts.entry, '--config', opts.config], {
+  const nodeArgs = opts.nodeArgs ?? []
+  const config = ['--config', opts.config]
+  let command: [string, string[]]
+  if (opts.build === undefined) command = [process.execPath, [...nodeArgs, SIDECAR_SRC, ...config]]
+  else if (nodeArgs.length === 0) command = [opts.build.executable, config]
+  else {
+    Object.assign(env, opts.build.allocatorEnv)
+    command = [process.execPath, [...opts.build.nodeFlags, ...nodeArgs, opts.build.entry, ...config]]
+  }
+  const child = spawnPinned(opts.name, opts.cpu, command[0], command[1], {
     cwd: ROOT,
     env,
     log: join(opts.dir, `${opts.name}.log`),

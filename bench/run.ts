@@ -15,7 +15,7 @@ import { writeWrkScript, runWrk, type WrkResult } from './_wrk.ts'
 import { runStreams, quantile, openIdleStreams, openSlowDownloads } from './_streams.ts'
 import { checkTarget, LIVEWIRE_HEADERS } from './check.ts'
 import {
-  ROOT, SIDECAR_CONFIG, SIDECAR_SRC, TARGETS, buildSidecarBundle, startApp, directTarget, startNginx, startHttpProxy, startNodeFloor,
+  ROOT, SIDECAR_CONFIG, TARGETS, buildSidecarExecutable, type SidecarBuild, startApp, directTarget, startNginx, startHttpProxy, startNodeFloor,
   startSidecar, sidecarAvailable, stopTarget, writeHundredRulesConfig, type Target,
 } from './_targets.ts'
 import { renderTable, renderGoals, SIDECAR_PEERS, type Samples } from './_report.ts'
@@ -30,7 +30,7 @@ const USAGE = `usage: npm run bench -- [--quick] [--rounds N] [--duration S] [--
   --targets     which targets to run (default all)
   --cases       which cases to run: get64,get1,post64,big,streams,replay,inspect,rules100 (default all)
   --cpu-prof    run the sidecar with --cpu-prof; profiles land in bench/.out/prof/
-  --sidecar-src run the sidecar from src/cli.ts instead of the production bundle (scripts/bundle.ts)
+  --sidecar-src run the sidecar from src/cli.ts instead of the production executable (scripts/bundle.ts)
   --node-args   extra Node/V8 flags for the sidecar, e.g. "--max-semi-space-size=4" (tuning experiments)
   --keep        keep the temp dir with configs and logs`
 
@@ -148,27 +148,26 @@ async function main (): Promise<void> {
     if (!sidecarAvailable()) status.sidecar = 'src/cli.ts does not exist yet'
     else {
       const profDir = join(outDir, 'prof')
-      let entry = SIDECAR_SRC
-      let launcherFlags: readonly string[] = []
+      let build: SidecarBuild | undefined
       if (!args['sidecar-src']) {
         try {
-          const built = await buildSidecarBundle(dir)
-          entry = built.entry
-          launcherFlags = built.nodeFlags
-          sidecarForm = `the production bundle (scripts/bundle.ts) with its launcher's flags (${launcherFlags.join(' ')})`
+          build = await buildSidecarExecutable(dir)
+          const allocator = Object.entries(build.allocatorEnv).map(([k, v]) => `${k}=${v}`).join(' ')
+          sidecarForm = args['node-args'] === undefined && !args['cpu-prof']
+            ? `the production single executable (scripts/bundle.ts; baked-in flags ${build.nodeFlags.join(' ')}; it sets ${allocator} itself)`
+            : `the production executable's JavaScript run by node with its flags (${build.nodeFlags.join(' ')}) and ${allocator}`
         } catch (err) {
           sidecarForm = 'src/cli.ts (the bundle did not build)'
           notes.push(`the sidecar bundle did not build, so the sidecar ran from src/cli.ts: ${(err as Error).message.split('\n')[0] ?? ''}`)
         }
       }
-      // --node-args come after the launcher's flags: V8 takes the last value of a flag.
+      // --node-args come after the executable's own flags: V8 takes the last value of a flag.
       const nodeArgs = [
-        ...launcherFlags,
         ...(args['node-args'] ?? '').split(/\s+/).filter((a) => a !== ''),
         ...(args['cpu-prof'] ? ['--cpu-prof', `--cpu-prof-dir=${profDir}`] : []),
       ]
-      await tryStart('sidecar', () => startSidecar({ name: 'sidecar', dir, cpu: serverCpu, appPort: app.port, config: SIDECAR_CONFIG, apiUrl: api.url, entry, nodeArgs }))
-      await tryStart('sidecar-100', () => startSidecar({ name: 'sidecar-100', dir, cpu: serverCpu, appPort: app.port, config: writeHundredRulesConfig(dir), apiUrl: api.url, entry, nodeArgs: nodeArgs.filter((a) => !a.startsWith('--cpu-prof')) }))
+      await tryStart('sidecar', () => startSidecar({ name: 'sidecar', dir, cpu: serverCpu, appPort: app.port, config: SIDECAR_CONFIG, apiUrl: api.url, build, nodeArgs }))
+      await tryStart('sidecar-100', () => startSidecar({ name: 'sidecar-100', dir, cpu: serverCpu, appPort: app.port, config: writeHundredRulesConfig(dir), apiUrl: api.url, build, nodeArgs: nodeArgs.filter((a) => !a.startsWith('--cpu-prof')) }))
     }
   }
   log(`started: ${Object.keys(targets).join(', ')}${Object.keys(status).length > 0 ? `; not started: ${JSON.stringify(status)}` : ''}`)
