@@ -289,6 +289,7 @@ async function main (): Promise<void> {
         const key = wc.on[column]
         if (key === undefined || !ok(key) || interrupted) continue
         await runOne(wc, column, key, durationS, record)
+        notePeak(key, `${wc.id}, ${record ? `round ${r + 1}` : 'warm-up'}`)
         if (!record && key === column) (growth[column] ??= []).push([wc.id, memory((targets[key] as Target).pid).rss])
         await sleep(150)
       }
@@ -296,9 +297,20 @@ async function main (): Promise<void> {
     for (const column of rotate(columns, r)) {
       if (!ok(column) || !caseWanted('streams') || interrupted) continue
       await runStreamsOne(column, chunks, record)
+      notePeak(column, `streams, ${record ? `round ${r + 1}` : 'warm-up'}`)
       if (!record) (growth[column] ??= []).push(['streams', memory((targets[column] as Target).pid).rss])
     }
   }
+
+  // Where each process's high-water mark was set: the load to look at for its peak RSS.
+  const peakAt: Record<string, { hwm: number, at: string }> = {}
+  const notePeak = (key: string, at: string): void => {
+    const t = targets[key]
+    if (t === undefined || t.children.some((ch) => ch.exited)) return
+    const hwm = memory(t.pid).hwm
+    if (hwm > (peakAt[key]?.hwm ?? -1)) peakAt[key] = { hwm, at }
+  }
+  for (const key of Object.keys(targets)) if (ok(key)) notePeak(key, 'the idle streams and slow downloads')
 
   // RSS after each case's first exposure (the warm-up): which load grows a process's memory.
   const growth: Record<string, Array<[string, number]>> = {}
@@ -364,6 +376,8 @@ async function main (): Promise<void> {
   for (const column of ['http-proxy', 'node-floor', 'sidecar']) {
     const g = growth[column]
     if (g !== undefined && g.length > 1) notes.push(`${column} RSS after its first run of each case (warm-up), MiB: ${g.map(([k, v]) => `${k} ${mib(v)}`).join(' → ')}.`)
+    const p = peakAt[column]
+    if (p !== undefined && p.hwm > 0) notes.push(`${column} peak RSS (${mib(p.hwm)} MiB) was reached during ${p.at}.`)
   }
   notes.push(`Machines API calls during the timed rounds: ${apiCallsTimed} (${api.calls.length} in all).`)
   const elapsed = `${((Date.now() - started) / 1000).toFixed(0)} s`
