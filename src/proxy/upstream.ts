@@ -191,6 +191,11 @@ export class UpstreamPool {
     if (next !== Infinity) this.armSweep(next)
   }
 
+  /** Calls `fn` with the user of every socket that carries a request now. */
+  forEachUser (fn: (user: UpstreamUser) => void): void {
+    for (const s of this.all) if (s.user !== undefined) fn(s.user)
+  }
+
   /** Forgets a closed socket. */
   forget (s: net.Socket): void {
     const p = s as PooledSocket
