@@ -9,7 +9,7 @@
 // sidecar's instructions (user space, every thread) per request. Kernel work (the system calls
 // themselves) is not counted: a change that removes a system call shows only its user-space part.
 import { execFileSync, spawn } from 'node:child_process'
-import { mkdtemp, readFile, readdir, rm } from 'node:fs/promises'
+import { mkdir, mkdtemp, readFile, readdir, rm, symlink } from 'node:fs/promises'
 import net from 'node:net'
 import { tmpdir } from 'node:os'
 import { join, resolve } from 'node:path'
@@ -28,6 +28,8 @@ const { values: args } = parseArgs({
     warmup: { type: 'string', default: '20000' },
     connections: { type: 'string', default: '64' },
     src: { type: 'boolean', default: false },
+    /** Run src/cli.ts of this git ref (exported with git archive) instead of the working tree. */
+    ref: { type: 'string' },
     'no-valgrind': { type: 'boolean', default: false },
     keep: { type: 'boolean', default: false },
     /** Run the sidecar under this command instead of valgrind (e.g. "perf record -g -o F --"). */
@@ -90,7 +92,14 @@ async function main (): Promise<void> {
 
   let entry: string
   let nodeFlags: readonly string[]
-  if (args.src) {
+  if (args.ref !== undefined) {
+    const tree = join(dir, 'tree')
+    await mkdir(tree)
+    execFileSync('sh', ['-c', `git -C "${ROOT}" archive "${args.ref}" | tar -x -C "${tree}"`])
+    await symlink(join(ROOT, 'node_modules'), join(tree, 'node_modules'))
+    entry = join(tree, 'src', 'cli.ts')
+    nodeFlags = ['--max-semi-space-size=4', '--disable-warning=ExperimentalWarning']
+  } else if (args.src) {
     entry = join(ROOT, 'src', 'cli.ts')
     nodeFlags = ['--max-semi-space-size=4', '--disable-warning=ExperimentalWarning']
   } else {
