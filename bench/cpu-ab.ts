@@ -22,6 +22,9 @@ const { values: args } = parseArgs({
     b: { type: 'string' },
     rounds: { type: 'string', default: '6' },
     seconds: { type: 'string', default: '4' },
+    /** B's config instead of bench/config/sidecar.yaml (e.g. metrics off), and more env for B. */
+    'b-config': { type: 'string' },
+    'b-env': { type: 'string', multiple: true, default: [] },
   },
 })
 if (args.a === undefined) throw new Error('--a REF is required')
@@ -59,7 +62,7 @@ async function main (): Promise<void> {
     const app = spawnPinned('app', '1', process.execPath, [join(ROOT, 'bench', 'targets', 'app.ts')], { env: { ...process.env, APP_PORT: String(appPort) }, log: join(dir, 'app.log') })
     children.push(app)
     await waitReady(app, `http://127.0.0.1:${appPort}${PATHS.small}`)
-    const start = async (name: string, root: string): Promise<{ child: Child, url: string }> => {
+    const start = async (name: string, root: string, config: string, extraEnv: readonly string[]): Promise<{ child: Child, url: string }> => {
       const port = await freePort()
       const env: NodeJS.ProcessEnv = {
         ...process.env,
@@ -74,14 +77,16 @@ async function main (): Promise<void> {
         NODE_ENV: 'production',
       }
       delete env.SIDECAR_POOL
-      const child = spawnPinned(name, '1', process.execPath, ['--max-semi-space-size=4', join(root, 'src', 'cli.ts'), '--config', join(ROOT, 'bench', 'config', 'sidecar.yaml')], { cwd: root, env, log: join(dir, `${name}.log`) })
+      for (const kv of extraEnv) { const at = kv.indexOf('='); env[kv.slice(0, at)] = kv.slice(at + 1) }
+      const child = spawnPinned(name, '1', process.execPath, ['--max-semi-space-size=4', join(root, 'src', 'cli.ts'), '--config', config], { cwd: root, env, log: join(dir, `${name}.log`) })
       children.push(child)
       const url = `http://127.0.0.1:${port}${PATHS.small}`
       await waitReady(child, url)
       return { child, url }
     }
-    const a = await start('a', aDir)
-    const b = await start('b', bDir)
+    const config = join(ROOT, 'bench', 'config', 'sidecar.yaml')
+    const a = await start('a', aDir, config, [])
+    const b = await start('b', bDir, args['b-config'] === undefined ? config : resolve(args['b-config']), args['b-env'])
     const seconds = Number(args.seconds)
     // Warm-up: both builds optimized before the first timed round.
     await Promise.all([wrk(a.url, 3), wrk(b.url, 3)])
