@@ -23,7 +23,9 @@ function lowerName (raw: string): string {
   let name = LOWER.get(raw)
   if (name === undefined) {
     name = raw.toLowerCase()
-    if (LOWER.size < MAX_NAMES) LOWER.set(raw, name)
+    // Kept as a copy: `raw` may be a slice of a whole request head, which it would keep alive.
+    // (Field names are tokens, ASCII: the latin1 round trip is exact.)
+    if (LOWER.size < MAX_NAMES) LOWER.set(Buffer.from(raw, 'latin1').toString('latin1'), name)
   }
   return name
 }
