@@ -1,7 +1,9 @@
 // Instructions per proxied request, counted by valgrind's callgrind: a figure that does not
-// depend on what else the machine runs, for A/B of one change to the data path (wall-clock CPU
-// time on the shared 2-core VM moves by ±50% between runs of the same build).
-//   node bench/cpu-count.ts [--requests N] [--warmup N] [--connections N] [--src] [--no-valgrind]
+// depend on what else the machine runs (wall-clock CPU time on the shared 2-core VM moves by ±50%
+// between runs of the same build). User space only, and not proportional to CPU time: a change
+// of a few % here may be none in CPU time; bench/cpu-ab.ts measures that.
+//   node bench/cpu-count.ts [--requests N] [--warmup N] [--connections N] [--src | --ref REF]
+//     [--no-valgrind [--perf FILE]] [--node-args "FLAGS"]
 // Starts the bench app, the fake Machines API and the sidecar (the production bundle, or
 // src/cli.ts with --src) as `npm run bench` does (bench/config/sidecar.yaml, on "Fly", metrics
 // on, log level info), sends `--warmup` GETs of the 100-byte body over `--connections` kept-alive
@@ -109,7 +111,11 @@ async function main (): Promise<void> {
   }
   const port = await freePort()
   const out = join(dir, 'callgrind.out')
-  const node = [...nodeFlags, ...nodeArgs, entry, '--config', join(ROOT, 'bench', 'config', 'sidecar.yaml')]
+  // Under valgrind every thread runs in turn, and V8's parallel GC helpers spin while they wait
+  // for each other: with them, one change's count moved by 20% where its CPU time moved by 1%
+  // (docs/performance.md, "CPU per request, round 3"). A last --node-args flag wins.
+  const gcFlags = valgrind ? ['--single-threaded-gc'] : []
+  const node = [...nodeFlags, ...gcFlags, ...nodeArgs, entry, '--config', join(ROOT, 'bench', 'config', 'sidecar.yaml')]
   const prefix = args.prefix?.split(' ').filter((a) => a !== '') ?? []
   const cmd = valgrind ? 'valgrind' : prefix.length > 0 ? prefix[0] as string : process.execPath
   const argv = valgrind
