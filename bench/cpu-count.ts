@@ -111,8 +111,8 @@ async function main (): Promise<void> {
   }
   const port = await freePort()
   const out = join(dir, 'callgrind.out')
-  // Under valgrind every thread runs in turn, and V8's parallel GC helpers spin while they wait
-  // for each other: with them, one change's count moved by 20% where its CPU time moved by 1%
+  // Under valgrind every thread runs in turn, and V8's parallel GC helpers (we think) spin while
+  // they wait for each other: with them, one change's count moved by 20% where its CPU time moved by 1%
   // (docs/performance.md, "CPU per request, round 3"). A last --node-args flag wins.
   const gcFlags = valgrind ? ['--single-threaded-gc'] : []
   const node = [...nodeFlags, ...gcFlags, ...nodeArgs, entry, '--config', join(ROOT, 'bench', 'config', 'sidecar.yaml')]
