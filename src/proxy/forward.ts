@@ -73,8 +73,6 @@ interface Shared {
   readonly onStream: ((delta: 1 | -1) => void) | undefined
   /** Requests waiting out a refused connection, so close() can answer them. */
   readonly waiting: Set<Proxied>
-  /** Requests sent and waiting for their response head, checked by one sweep, not a timer each. */
-  readonly awaiting: Set<Proxied>
   closed: boolean
 }
 
@@ -172,8 +170,8 @@ class Proxied implements BodySink, UpstreamUser, AbortListener {
     const socket = this.socket as net.Socket
     this.phase = enum_.HEAD
     this.gotBytes = false
+    // The headers timeout's sweep finds this request through its socket (phase HEAD).
     this.sentAt = performance.now()
-    this.shared.awaiting.add(this)
     if (this.ex.head.body === 'none') {
       this.bodySent = true
       socket.write(this.headText, 'latin1')
@@ -205,7 +203,6 @@ class Proxied implements BodySink, UpstreamUser, AbortListener {
   }
 
   clearTimer (): void {
-    this.shared.awaiting.delete(this)
     if (this.timer !== undefined) { clearTimeout(this.timer); this.timer = undefined }
   }
 
@@ -477,13 +474,20 @@ export function createForwarder (options: ForwarderOptions): Forwarder {
     onUpstreamError: options.onUpstreamError,
     onStream: options.onStream,
     waiting: new Set(),
-    awaiting: new Set(),
     closed: false,
   }
   const timeoutMs = shared.headersTimeoutMs
+  // Requests sent and waiting for their response head are found on the pools' sockets by one
+  // sweep, not a timer each (nor a set that every request joins and leaves).
   const sweep = setInterval(() => {
     const now = performance.now()
-    for (const p of shared.awaiting) if (now - p.sentAt >= timeoutMs) onHeadersTimeout(p)
+    const due: Proxied[] = []
+    const check = (u: UpstreamUser): void => {
+      if (u instanceof Proxied && u.phase === enum_.HEAD && now - u.sentAt >= timeoutMs) due.push(u)
+    }
+    appPool.forEachUser(check)
+    for (const pool of others.values()) pool.forEachUser(check)
+    for (const p of due) onHeadersTimeout(p)
   }, Math.min(1000, Math.max(20, Math.floor(timeoutMs / 8))))
   sweep.unref()
 

@@ -46,6 +46,8 @@ export interface UpstreamUser {
 interface PooledSocket extends net.Socket {
   user: UpstreamUser | undefined
   pool: UpstreamPool
+  /** While idle: when it must no longer be used (performance clock, ms). */
+  idleUntil: number
 }
 
 /**
@@ -77,6 +79,8 @@ function onTimeout (this: PooledSocket): void {
   else this.user.upTimeout()
 }
 
+function sweepPool (pool: UpstreamPool): void { pool.sweep() }
+
 export class UpstreamPool {
   readonly origin: string
   readonly host: string
@@ -86,6 +90,13 @@ export class UpstreamPool {
   private readonly idle: PooledSocket[] = []
   private readonly all = new Set<PooledSocket>()
   private closed = false
+  /**
+   * Idle sockets expire on one timer per pool, armed for the earliest expiry, not a socket
+   * timeout each: `socket.setTimeout()` on every release and take was two timer-list updates
+   * per proxied request. take() never hands out an expired socket, whenever the timer runs.
+   */
+  private sweepTimer: NodeJS.Timeout | undefined = undefined
+  private sweepAt = Infinity
 
   constructor (origin: string) {
     this.origin = origin
@@ -97,10 +108,11 @@ export class UpstreamPool {
 
   /** An idle kept-alive socket, now carrying `user`'s request, or undefined. */
   take (user: UpstreamUser): net.Socket | undefined {
+    if (this.idle.length === 0) return undefined
+    const now = performance.now()
     while (this.idle.length > 0) {
       const s = this.idle.pop() as PooledSocket
-      if (!s.destroyed && s.readable && s.writable) {
-        s.setTimeout(0)
+      if (!s.destroyed && s.readable && s.writable && s.idleUntil > now) {
         s.user = user
         return s
       }
@@ -123,6 +135,7 @@ export class UpstreamPool {
     }) as PooledSocket
     s.user = user
     s.pool = this
+    s.idleUntil = 0
     s.on('connect', onConnect)
     s.on('end', onEnd)
     s.on('error', onError)
@@ -145,8 +158,42 @@ export class UpstreamPool {
     p.user = undefined
     if (this.closed || idleMs <= 0 || s.destroyed || !s.readable || !s.writable) { s.destroy(); return }
     if (s.isPaused()) s.resume()
-    s.setTimeout(idleMs)
+    const until = performance.now() + idleMs
+    p.idleUntil = until
     this.idle.push(p)
+    if (until < this.sweepAt) this.armSweep(until)
+  }
+
+  private armSweep (at: number): void {
+    if (this.sweepTimer !== undefined) clearTimeout(this.sweepTimer)
+    this.sweepAt = at
+    // Timers count whole milliseconds: one more, so that the sweep finds the socket expired.
+    this.sweepTimer = setTimeout(sweepPool, Math.ceil(at - performance.now()) + 1, this)
+    this.sweepTimer.unref()
+  }
+
+  /** Destroys the idle sockets whose time ran out; the timer follows the next expiry. */
+  sweep (): void {
+    this.sweepTimer = undefined
+    this.sweepAt = Infinity
+    const now = performance.now()
+    let next = Infinity
+    const idle = this.idle
+    for (let i = idle.length - 1; i >= 0; i--) {
+      const s = idle[i] as PooledSocket
+      if (s.idleUntil <= now) {
+        idle.splice(i, 1)
+        s.destroy()
+      } else if (s.idleUntil < next) {
+        next = s.idleUntil
+      }
+    }
+    if (next !== Infinity) this.armSweep(next)
+  }
+
+  /** Calls `fn` with the user of every socket that carries a request now. */
+  forEachUser (fn: (user: UpstreamUser) => void): void {
+    for (const s of this.all) if (s.user !== undefined) fn(s.user)
   }
 
   /** Forgets a closed socket. */
@@ -160,6 +207,8 @@ export class UpstreamPool {
   /** Destroys every connection. */
   destroy (): void {
     this.closed = true
+    if (this.sweepTimer !== undefined) { clearTimeout(this.sweepTimer); this.sweepTimer = undefined }
+    this.sweepAt = Infinity
     for (const s of this.all) { s.user = undefined; s.destroy() }
     this.all.clear()
     this.idle.length = 0

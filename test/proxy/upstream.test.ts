@@ -82,6 +82,15 @@ t.test('idle sockets: reused newest first, dropped after their idle time, on clo
   t.ok(c.destroyed, 'idle too long → destroyed')
   t.equal(pool.take(user), undefined)
 
+  // The idle time ran out while the event loop was busy (the pool's timer has not run yet):
+  // take() still never hands the socket out.
+  const e = await connect()
+  pool.release(e, 1)
+  const until = performance.now() + 5
+  while (performance.now() < until) { /* hold the event loop past the idle time */ }
+  t.equal(pool.take(user), undefined, 'expired → not taken, even before the timer ran')
+  t.ok(e.destroyed)
+
   // An idle time of 0 (the app's Keep-Alive allows none) keeps nothing.
   const d = await connect()
   pool.release(d, 0)
