@@ -19,7 +19,7 @@ import { parseArgs } from 'node:util'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { BENCH_FLY, startFakeMachinesApi } from './_machines-api.ts'
 import { cpuSeconds, freePort, spawnPinned, stopChild, waitReady } from './_procs.ts'
-import { buildSidecarBundle } from './_targets.ts'
+import { buildSidecarExecutable } from './_targets.ts'
 import { PATHS, SMALL_BODY } from './_config.ts'
 
 const ROOT = resolve(import.meta.dirname, '..')
@@ -105,7 +105,7 @@ async function main (): Promise<void> {
     entry = join(ROOT, 'src', 'cli.ts')
     nodeFlags = ['--max-semi-space-size=4', '--disable-warning=ExperimentalWarning']
   } else {
-    const b = await buildSidecarBundle(dir)
+    const b = await buildSidecarExecutable(dir)
     entry = b.entry
     nodeFlags = b.nodeFlags
   }
