@@ -7,8 +7,8 @@ import { build, type Plugin } from 'esbuild'
 import { execFile } from 'node:child_process'
 import { chmod, copyFile, mkdir, readFile, readdir, rm, stat, writeFile } from 'node:fs/promises'
 import { basename, dirname, join, resolve, sep } from 'node:path'
-import { fileURLToPath } from 'node:url'
-import { promisify } from 'node:util'
+import { fileURLToPath, pathToFileURL } from 'node:url'
+import { isDeepStrictEqual, promisify } from 'node:util'
 import { inject } from 'postject'
 
 const run = promisify(execFile)
@@ -43,6 +43,10 @@ export interface BundleOptions {
   workDir?: string
   /** Strip the binary's symbols and debug info when `strip` is installed; default true. */
   strip?: boolean
+  /** Minify the JavaScript; default true (false keeps it readable for a CPU profile of start-up). */
+  minify?: boolean
+  /** V8 flags baked in; default NODE_FLAGS (bench experiments bake others). */
+  nodeFlags?: readonly string[]
 }
 
 export interface BundleResult {
@@ -146,6 +150,35 @@ const pinoWithoutTransports: Plugin = {
   },
 }
 
+/**
+ * The config's schema as the JSON TypeBox builds, made at build time: the executable checks
+ * configs by walking that JSON (src/config/check.ts) and never loads TypeBox, whose builders were
+ * 190 KiB of the bundle and about 15 ms of every start. What src/config/schema.ts exports as data
+ * goes in as literals; its functions (TypeBox's own check, the editor's JSON Schema) are for the
+ * tests and scripts, and say so if called. An export that is not plain JSON fails the build.
+ */
+const configSchemaAsJson: Plugin = {
+  name: 'config-schema-as-json',
+  setup (b) {
+    const schemaFile = join(ROOT, 'src', 'config', 'schema.ts')
+    b.onLoad({ filter: /[/\\]src[/\\]config[/\\]schema\.ts$/ }, async (a) => {
+      if (resolve(a.path) !== schemaFile) return undefined
+      const mod = await import(pathToFileURL(schemaFile).href) as Record<string, unknown>
+      const lines: string[] = []
+      for (const [name, value] of Object.entries(mod)) {
+        if (typeof value === 'function') {
+          lines.push(`export function ${name} () { throw new Error(${JSON.stringify(`${name}() is not in the fly-replay-sidecar executable (it leaves TypeBox out)`)}) }`)
+          continue
+        }
+        const json = JSON.stringify(value)
+        if (json === undefined || !isDeepStrictEqual(JSON.parse(json), value)) throw new Error(`src/config/schema.ts: the export ${name} is not plain JSON, so the executable cannot carry it as data`)
+        lines.push(`export const ${name} = ${json}`)
+      }
+      return { contents: lines.join('\n'), loader: 'js' }
+    })
+  },
+}
+
 /** Runs `strip` on `file`; false when the tool is not installed. */
 async function stripBinary (file: string): Promise<boolean> {
   try {
@@ -178,14 +211,14 @@ export async function bundle (options: BundleOptions = {}): Promise<BundleResult
     target: 'node24',
     // The source stays in the V8 heap beside its code cache: 1.7 MiB minified against 3.7 MiB.
     // Functions keep their own names (stack traces name them); only local names are shortened.
-    minify: true,
+    minify: options.minify !== false,
     keepNames: true,
     legalComments: 'none',
     metafile: true,
     logLevel: 'warning',
     // cli.ts reads package.json through import.meta.url only when __SIDECAR_VERSION__ is unset.
     logOverride: { 'empty-import-meta': 'silent' },
-    plugins: [devOnlyInCheckout, pinoWithoutTransports],
+    plugins: [devOnlyInCheckout, pinoWithoutTransports, configSchemaAsJson],
     // The executable has no package.json beside it: the CLI's --version reads this instead.
     define: { 'globalThis.__SIDECAR_VERSION__': JSON.stringify(JSON.parse(await readFile(join(ROOT, 'package.json'), 'utf8')).version) },
   })
@@ -203,7 +236,7 @@ export async function bundle (options: BundleOptions = {}): Promise<BundleResult
     disableExperimentalSEAWarning: true,
     // V8's compiled code for the bundle, made at build time: start-up skips parsing and compiling.
     useCodeCache: true,
-    execArgv: NODE_FLAGS,
+    execArgv: options.nodeFlags ?? NODE_FLAGS,
     // NODE_OPTIONS may add flags after these (a later value of a V8 flag wins).
     execArgvExtension: 'env',
   }, null, 2))

@@ -123,6 +123,16 @@ t.test('the executable runs without the repository, node_modules or Node on PATH
   t.match(check.stdout, /^routes.yaml: ok\n/, 'the path as given, relative to the working directory')
   t.match(check.stdout, '    1. reports (line 9) -> tasker\n')
 
+  // The executable checks configs with the schema's JSON made at build time, not TypeBox
+  // (scripts/bundle.ts): every problem of a file full of them is worded and placed the same.
+  const invalid = path.join(dir, 'invalid-many.yaml')
+  await writeFile(invalid, await readFile(path.join(repo, 'test', 'fixtures', 'config', 'invalid-many.yaml')))
+  const fromExecutable = await runToEnd(built.executable, ['check', '--config', 'invalid-many.yaml'], { cwd: dir, env })
+  const fromSource = await runToEnd(process.execPath, [path.join(repo, 'src', 'cli.ts'), 'check', '--config', 'invalid-many.yaml'], { cwd: dir, env })
+  t.equal(fromExecutable.code, 1, 'an invalid config fails the check')
+  t.ok(fromExecutable.stdout.split('\n').length > 10, 'with its many problems')
+  t.strictSame({ code: fromExecutable.code, stdout: fromExecutable.stdout, stderr: fromExecutable.stderr }, { code: fromSource.code, stdout: fromSource.stdout, stderr: fromSource.stderr }, 'the same problems as the source reports')
+
   const child: ChildProcess = spawn(built.executable, ['--config', config], { cwd: dir, env, stdio: ['ignore', 'pipe', 'pipe'] })
   let exited: Promise<number | null> = new Promise((resolve) => child.on('exit', (code) => resolve(code)))
   t.teardown(async () => {
