@@ -29,10 +29,8 @@ const SEA_FUSE = 'NODE_SEA_FUSE_fce680ab2cc467b6e072b8b5df1996b2'
  * 4 MiB semi-spaces (V8 grows them to 16 MiB under load) lowers the RSS a busy proxy settles at
  * with no measurable cost per request; smaller is a trade-off, not a default (docs/performance.md,
  * "Memory and the V8 young generation"). NODE_OPTIONS, read after them, overrides any of them.
- * `process.execve`, which sets the allocator's variables (src/executable.ts), is still marked
- * experimental in Node 24: its warning would be the sidecar's only line on stderr.
  */
-export const NODE_FLAGS: readonly string[] = ['--max-semi-space-size=4', '--disable-warning=ExperimentalWarning']
+export const NODE_FLAGS: readonly string[] = ['--max-semi-space-size=4']
 
 export interface BundleOptions {
   /** Output directory; default dist/bundle in the repository. It is emptied first. */
@@ -179,6 +177,33 @@ const configSchemaAsJson: Plugin = {
   },
 }
 
+/** The SEA asset holding undici, and its file beside the entry (for `node <entry>`). */
+const UNDICI_ASSET = 'undici.cjs'
+
+/**
+ * undici (the Machines API client's HTTP) is loaded on the first API call, and many sidecars never
+ * make one. Inlined, its 540 KiB were still part of the one script the executable compiles at
+ * start and keeps as a string in the V8 heap, for every sidecar. So it is built on its own and
+ * carried as a SEA asset, read and compiled by `import('undici')` when first called.
+ */
+const undiciFromAsset: Plugin = {
+  name: 'undici-from-asset',
+  setup (b) {
+    b.onResolve({ filter: /^undici$/ }, (a) => a.kind === 'dynamic-import' ? { path: 'undici', namespace: 'undici-from-asset' } : undefined)
+    b.onLoad({ filter: /.*/, namespace: 'undici-from-asset' }, () => ({
+      loader: 'js',
+      contents: `const { isSea, getAsset } = require('node:sea')
+const { compileFunction } = require('node:vm')
+const source = isSea()
+  ? getAsset(${JSON.stringify(UNDICI_ASSET)}, 'utf8')
+  : require('node:fs').readFileSync(require('node:path').join(__dirname, ${JSON.stringify(UNDICI_ASSET)}), 'utf8')
+const undici = { exports: {} }
+compileFunction(source, ['exports', 'require', 'module'], { filename: ${JSON.stringify(UNDICI_ASSET)} })(undici.exports, require, undici)
+module.exports = undici.exports`,
+    }))
+  },
+}
+
 /** Runs `strip` on `file`; false when the tool is not installed. */
 async function stripBinary (file: string): Promise<boolean> {
   try {
@@ -218,12 +243,29 @@ export async function bundle (options: BundleOptions = {}): Promise<BundleResult
     logLevel: 'warning',
     // cli.ts reads package.json through import.meta.url only when __SIDECAR_VERSION__ is unset.
     logOverride: { 'empty-import-meta': 'silent' },
-    plugins: [devOnlyInCheckout, pinoWithoutTransports, configSchemaAsJson],
+    plugins: [devOnlyInCheckout, pinoWithoutTransports, configSchemaAsJson, undiciFromAsset],
     // The executable has no package.json beside it: the CLI's --version reads this instead.
     define: { 'globalThis.__SIDECAR_VERSION__': JSON.stringify(JSON.parse(await readFile(join(ROOT, 'package.json'), 'utf8')).version) },
   })
 
-  const packageDirs = [...new Set(Object.keys(result.metafile.inputs).map(packageDirOf).filter((d): d is string => d !== undefined))].sort()
+  const undiciFile = join(work, UNDICI_ASSET)
+  const undici = await build({
+    absWorkingDir: ROOT,
+    stdin: { contents: "module.exports = require('undici')", resolveDir: ROOT, loader: 'js', sourcefile: 'undici-asset.cjs' },
+    outfile: undiciFile,
+    bundle: true,
+    platform: 'node',
+    format: 'cjs',
+    target: 'node24',
+    minify: options.minify !== false,
+    keepNames: true,
+    legalComments: 'none',
+    metafile: true,
+    logLevel: 'warning',
+  })
+  const inputs = [...Object.keys(result.metafile.inputs), ...Object.keys(undici.metafile.inputs)]
+  const outputs = [...Object.values(result.metafile.outputs), ...Object.values(undici.metafile.outputs)]
+  const packageDirs = [...new Set(inputs.map(packageDirOf).filter((d): d is string => d !== undefined))].sort()
   const licenses = await thirdPartyLicenses(packageDirs, nodeVersion, await nodeLicenseText(nodeBinary))
   await writeFile(join(dir, BUNDLE_LICENSES), licenses.text)
 
@@ -236,6 +278,7 @@ export async function bundle (options: BundleOptions = {}): Promise<BundleResult
     disableExperimentalSEAWarning: true,
     // V8's compiled code for the bundle, made at build time: start-up skips parsing and compiling.
     useCodeCache: true,
+    assets: { [UNDICI_ASSET]: undiciFile },
     execArgv: options.nodeFlags ?? NODE_FLAGS,
     // NODE_OPTIONS may add flags after these (a later value of a V8 flag wins).
     execArgvExtension: 'env',
@@ -262,8 +305,8 @@ export async function bundle (options: BundleOptions = {}): Promise<BundleResult
     stripped,
     nodeVersion,
     packages: licenses.names,
-    sources: Object.keys(result.metafile.inputs).filter((i) => packageDirOf(i) === undefined && !i.includes(':')).sort(),
-    externals: [...new Set(Object.values(result.metafile.outputs).flatMap((o) => o.imports.filter((i) => i.external).map((i) => i.path)))].sort(),
+    sources: inputs.filter((i) => packageDirOf(i) === undefined && !i.includes(':') && i !== 'undici-asset.cjs').sort(),
+    externals: [...new Set(outputs.flatMap((o) => o.imports.filter((i) => i.external).map((i) => i.path)))].sort(),
   }
 }
 
