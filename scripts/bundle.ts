@@ -204,6 +204,24 @@ module.exports = undici.exports`,
   },
 }
 
+/**
+ * sonic-boom (pino's destination) requires node:assert for one argument check, and node:assert
+ * brings 7 of Node's built-in modules (its diff and colour machinery). In the executable its
+ * `assert` is a plain check that throws the same message.
+ */
+const sonicBoomPlainAssert: Plugin = {
+  name: 'sonic-boom-plain-assert',
+  setup (b) {
+    b.onResolve({ filter: /^(?:node:)?assert$/ }, (a) => /[/\\]node_modules[/\\]sonic-boom[/\\]/.test(a.importer) ? { path: 'assert', namespace: 'sonic-boom-plain-assert' } : undefined)
+    b.onLoad({ filter: /.*/, namespace: 'sonic-boom-plain-assert' }, () => ({
+      loader: 'js',
+      contents: `module.exports = function assert (value, message) {
+  if (!value) throw Object.assign(new Error(message), { code: 'ERR_ASSERTION' })
+}`,
+    }))
+  },
+}
+
 /** Runs `strip` on `file`; false when the tool is not installed. */
 async function stripBinary (file: string): Promise<boolean> {
   try {
@@ -243,7 +261,7 @@ export async function bundle (options: BundleOptions = {}): Promise<BundleResult
     logLevel: 'warning',
     // cli.ts reads package.json through import.meta.url only when __SIDECAR_VERSION__ is unset.
     logOverride: { 'empty-import-meta': 'silent' },
-    plugins: [devOnlyInCheckout, pinoWithoutTransports, configSchemaAsJson, undiciFromAsset],
+    plugins: [devOnlyInCheckout, pinoWithoutTransports, sonicBoomPlainAssert, configSchemaAsJson, undiciFromAsset],
     // The executable has no package.json beside it: the CLI's --version reads this instead.
     define: { 'globalThis.__SIDECAR_VERSION__': JSON.stringify(JSON.parse(await readFile(join(ROOT, 'package.json'), 'utf8')).version) },
   })
