@@ -222,6 +222,23 @@ const sonicBoomPlainAssert: Plugin = {
   },
 }
 
+/**
+ * prom-client's process CPU metric requires @opentelemetry/api at load, to label exemplars with
+ * the active trace span. The sidecar enables no exemplars, and the executable can hold no
+ * OpenTelemetry SDK, without which the API finds no span anyway: in the executable the API is a
+ * stub that finds none, and the 24 KiB package (its global registration at load) is left out.
+ */
+const promClientWithoutOtel: Plugin = {
+  name: 'prom-client-without-otel',
+  setup (b) {
+    b.onResolve({ filter: /^@opentelemetry\/api$/ }, (a) => /[/\\]node_modules[/\\]prom-client[/\\]/.test(a.importer) ? { path: 'otel', namespace: 'prom-client-without-otel' } : undefined)
+    b.onLoad({ filter: /.*/, namespace: 'prom-client-without-otel' }, () => ({
+      loader: 'js',
+      contents: 'module.exports = { trace: { getSpan: () => undefined }, context: { active: () => undefined } }',
+    }))
+  },
+}
+
 /** Runs `strip` on `file`; false when the tool is not installed. */
 async function stripBinary (file: string): Promise<boolean> {
   try {
@@ -261,7 +278,7 @@ export async function bundle (options: BundleOptions = {}): Promise<BundleResult
     logLevel: 'warning',
     // cli.ts reads package.json through import.meta.url only when __SIDECAR_VERSION__ is unset.
     logOverride: { 'empty-import-meta': 'silent' },
-    plugins: [devOnlyInCheckout, pinoWithoutTransports, sonicBoomPlainAssert, configSchemaAsJson, undiciFromAsset],
+    plugins: [devOnlyInCheckout, pinoWithoutTransports, sonicBoomPlainAssert, promClientWithoutOtel, configSchemaAsJson, undiciFromAsset],
     // The executable has no package.json beside it: the CLI's --version reads this instead.
     define: { 'globalThis.__SIDECAR_VERSION__': JSON.stringify(JSON.parse(await readFile(join(ROOT, 'package.json'), 'utf8')).version) },
   })
