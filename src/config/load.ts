@@ -1,6 +1,6 @@
 // Loads config/routes.yaml: YAML with positions, ${VAR} expansion on scalars, schema and semantic
 // checks (every problem at once, with file:line:column and key path), defaults, camelCase, frozen.
-import { readFile } from 'node:fs'
+import { readFileSync } from 'node:fs'
 import path from 'node:path'
 import { LineCounter, isAlias, isMap, isScalar, isSeq, parseDocument, type Document, type Node as YNode, type ScalarTag } from 'yaml'
 import { SidecarError, isSidecarError } from '../errors.ts'
@@ -47,9 +47,11 @@ export function resolveConfigPath (argvConfig: string | undefined, env: NodeJS.P
 export async function loadConfig (file: string, env: NodeJS.ProcessEnv = process.env): Promise<Config> {
   let text: string
   try {
-    // node:fs's callback form: node:fs/promises would load 7 more of Node's built-in modules
-    // (readline among them) for this one read.
-    text = await new Promise<string>((resolve, reject) => { readFile(file, 'utf8', (err, data) => { if (err === null) resolve(data); else reject(err) }) })
+    // Read synchronously: an asynchronous read at start was the first use of libuv's thread pool,
+    // which started its 4 threads (each with a malloc arena) before the port was open, and
+    // node:fs/promises loaded 7 more of Node's built-in modules (readline among them). A config
+    // file is a few KiB, read at start and on a reload.
+    text = readFileSync(file, 'utf8')
   } catch (err) {
     throw new SidecarError('SIDECAR_ERR_CONFIG_READ', [`${file} (${readFailure(err)})`], { cause: err })
   }
