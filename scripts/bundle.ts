@@ -7,8 +7,8 @@ import { build, type Plugin } from 'esbuild'
 import { execFile } from 'node:child_process'
 import { chmod, copyFile, mkdir, readFile, readdir, rm, stat, writeFile } from 'node:fs/promises'
 import { basename, dirname, join, resolve, sep } from 'node:path'
-import { fileURLToPath } from 'node:url'
-import { promisify } from 'node:util'
+import { fileURLToPath, pathToFileURL } from 'node:url'
+import { isDeepStrictEqual, promisify } from 'node:util'
 import { inject } from 'postject'
 
 const run = promisify(execFile)
@@ -29,10 +29,8 @@ const SEA_FUSE = 'NODE_SEA_FUSE_fce680ab2cc467b6e072b8b5df1996b2'
  * 4 MiB semi-spaces (V8 grows them to 16 MiB under load) lowers the RSS a busy proxy settles at
  * with no measurable cost per request; smaller is a trade-off, not a default (docs/performance.md,
  * "Memory and the V8 young generation"). NODE_OPTIONS, read after them, overrides any of them.
- * `process.execve`, which sets the allocator's variables (src/executable.ts), is still marked
- * experimental in Node 24: its warning would be the sidecar's only line on stderr.
  */
-export const NODE_FLAGS: readonly string[] = ['--max-semi-space-size=4', '--disable-warning=ExperimentalWarning']
+export const NODE_FLAGS: readonly string[] = ['--max-semi-space-size=4']
 
 export interface BundleOptions {
   /** Output directory; default dist/bundle in the repository. It is emptied first. */
@@ -43,6 +41,12 @@ export interface BundleOptions {
   workDir?: string
   /** Strip the binary's symbols and debug info when `strip` is installed; default true. */
   strip?: boolean
+  /** Minify the JavaScript; default true (false keeps it readable for a CPU profile of start-up). */
+  minify?: boolean
+  /** Put V8's code cache in the blob; default true (false to measure what it costs or buys). */
+  codeCache?: boolean
+  /** V8 flags baked in; default NODE_FLAGS (bench experiments bake others). */
+  nodeFlags?: readonly string[]
 }
 
 export interface BundleResult {
@@ -146,6 +150,97 @@ const pinoWithoutTransports: Plugin = {
   },
 }
 
+/**
+ * The config's schema as the JSON TypeBox builds, made at build time: the executable checks
+ * configs by walking that JSON (src/config/check.ts) and never loads TypeBox, whose builders were
+ * 190 KiB of the bundle and about 15 ms of every start. What src/config/schema.ts exports as data
+ * goes in as literals; its functions (TypeBox's own check, the editor's JSON Schema) are for the
+ * tests and scripts, and say so if called. An export that is not plain JSON fails the build.
+ */
+const configSchemaAsJson: Plugin = {
+  name: 'config-schema-as-json',
+  setup (b) {
+    const schemaFile = join(ROOT, 'src', 'config', 'schema.ts')
+    b.onLoad({ filter: /[/\\]src[/\\]config[/\\]schema\.ts$/ }, async (a) => {
+      if (resolve(a.path) !== schemaFile) return undefined
+      const mod = await import(pathToFileURL(schemaFile).href) as Record<string, unknown>
+      const lines: string[] = []
+      for (const [name, value] of Object.entries(mod)) {
+        if (typeof value === 'function') {
+          lines.push(`export function ${name} () { throw new Error(${JSON.stringify(`${name}() is not in the fly-replay-sidecar executable (it leaves TypeBox out)`)}) }`)
+          continue
+        }
+        const json = JSON.stringify(value)
+        if (json === undefined || !isDeepStrictEqual(JSON.parse(json), value)) throw new Error(`src/config/schema.ts: the export ${name} is not plain JSON, so the executable cannot carry it as data`)
+        lines.push(`export const ${name} = ${json}`)
+      }
+      return { contents: lines.join('\n'), loader: 'js' }
+    })
+  },
+}
+
+/** The SEA asset holding undici, and its file beside the entry (for `node <entry>`). */
+const UNDICI_ASSET = 'undici.cjs'
+
+/**
+ * undici (the Machines API client's HTTP) is loaded on the first API call, and many sidecars never
+ * make one. Inlined, its 540 KiB were still part of the one script the executable compiles at
+ * start and keeps as a string in the V8 heap, for every sidecar. So it is built on its own and
+ * carried as a SEA asset, read and compiled by `import('undici')` when first called.
+ */
+const undiciFromAsset: Plugin = {
+  name: 'undici-from-asset',
+  setup (b) {
+    b.onResolve({ filter: /^undici$/ }, (a) => a.kind === 'dynamic-import' ? { path: 'undici', namespace: 'undici-from-asset' } : undefined)
+    b.onLoad({ filter: /.*/, namespace: 'undici-from-asset' }, () => ({
+      loader: 'js',
+      contents: `const { isSea, getAsset } = require('node:sea')
+const { compileFunction } = require('node:vm')
+const source = isSea()
+  ? getAsset(${JSON.stringify(UNDICI_ASSET)}, 'utf8')
+  : require('node:fs').readFileSync(require('node:path').join(__dirname, ${JSON.stringify(UNDICI_ASSET)}), 'utf8')
+const undici = { exports: {} }
+compileFunction(source, ['exports', 'require', 'module'], { filename: ${JSON.stringify(UNDICI_ASSET)} })(undici.exports, require, undici)
+module.exports = undici.exports`,
+    }))
+  },
+}
+
+/**
+ * sonic-boom (pino's destination) requires node:assert for one argument check, and node:assert
+ * brings 7 of Node's built-in modules (its diff and colour machinery). In the executable its
+ * `assert` is a plain check that throws the same message.
+ */
+const sonicBoomPlainAssert: Plugin = {
+  name: 'sonic-boom-plain-assert',
+  setup (b) {
+    b.onResolve({ filter: /^(?:node:)?assert$/ }, (a) => /[/\\]node_modules[/\\]sonic-boom[/\\]/.test(a.importer) ? { path: 'assert', namespace: 'sonic-boom-plain-assert' } : undefined)
+    b.onLoad({ filter: /.*/, namespace: 'sonic-boom-plain-assert' }, () => ({
+      loader: 'js',
+      contents: `module.exports = function assert (value, message) {
+  if (!value) throw Object.assign(new Error(message), { code: 'ERR_ASSERTION' })
+}`,
+    }))
+  },
+}
+
+/**
+ * prom-client's process CPU metric requires @opentelemetry/api at load, to label exemplars with
+ * the active trace span. The sidecar enables no exemplars, and the executable can hold no
+ * OpenTelemetry SDK, without which the API finds no span anyway: in the executable the API is a
+ * stub that finds none, and the 24 KiB package (its global registration at load) is left out.
+ */
+const promClientWithoutOtel: Plugin = {
+  name: 'prom-client-without-otel',
+  setup (b) {
+    b.onResolve({ filter: /^@opentelemetry\/api$/ }, (a) => /[/\\]node_modules[/\\]prom-client[/\\]/.test(a.importer) ? { path: 'otel', namespace: 'prom-client-without-otel' } : undefined)
+    b.onLoad({ filter: /.*/, namespace: 'prom-client-without-otel' }, () => ({
+      loader: 'js',
+      contents: 'module.exports = { trace: { getSpan: () => undefined }, context: { active: () => undefined } }',
+    }))
+  },
+}
+
 /** Runs `strip` on `file`; false when the tool is not installed. */
 async function stripBinary (file: string): Promise<boolean> {
   try {
@@ -178,19 +273,36 @@ export async function bundle (options: BundleOptions = {}): Promise<BundleResult
     target: 'node24',
     // The source stays in the V8 heap beside its code cache: 1.7 MiB minified against 3.7 MiB.
     // Functions keep their own names (stack traces name them); only local names are shortened.
-    minify: true,
+    minify: options.minify !== false,
     keepNames: true,
     legalComments: 'none',
     metafile: true,
     logLevel: 'warning',
     // cli.ts reads package.json through import.meta.url only when __SIDECAR_VERSION__ is unset.
     logOverride: { 'empty-import-meta': 'silent' },
-    plugins: [devOnlyInCheckout, pinoWithoutTransports],
+    plugins: [devOnlyInCheckout, pinoWithoutTransports, sonicBoomPlainAssert, promClientWithoutOtel, configSchemaAsJson, undiciFromAsset],
     // The executable has no package.json beside it: the CLI's --version reads this instead.
     define: { 'globalThis.__SIDECAR_VERSION__': JSON.stringify(JSON.parse(await readFile(join(ROOT, 'package.json'), 'utf8')).version) },
   })
 
-  const packageDirs = [...new Set(Object.keys(result.metafile.inputs).map(packageDirOf).filter((d): d is string => d !== undefined))].sort()
+  const undiciFile = join(work, UNDICI_ASSET)
+  const undici = await build({
+    absWorkingDir: ROOT,
+    stdin: { contents: "module.exports = require('undici')", resolveDir: ROOT, loader: 'js', sourcefile: 'undici-asset.cjs' },
+    outfile: undiciFile,
+    bundle: true,
+    platform: 'node',
+    format: 'cjs',
+    target: 'node24',
+    minify: options.minify !== false,
+    keepNames: true,
+    legalComments: 'none',
+    metafile: true,
+    logLevel: 'warning',
+  })
+  const inputs = [...Object.keys(result.metafile.inputs), ...Object.keys(undici.metafile.inputs)]
+  const outputs = [...Object.values(result.metafile.outputs), ...Object.values(undici.metafile.outputs)]
+  const packageDirs = [...new Set(inputs.map(packageDirOf).filter((d): d is string => d !== undefined))].sort()
   const licenses = await thirdPartyLicenses(packageDirs, nodeVersion, await nodeLicenseText(nodeBinary))
   await writeFile(join(dir, BUNDLE_LICENSES), licenses.text)
 
@@ -201,9 +313,11 @@ export async function bundle (options: BundleOptions = {}): Promise<BundleResult
     main: entry,
     output: blob,
     disableExperimentalSEAWarning: true,
-    // V8's compiled code for the bundle, made at build time: start-up skips parsing and compiling.
-    useCodeCache: true,
-    execArgv: NODE_FLAGS,
+    // V8's compiled code for the bundle, made at build time: start-up skips parsing and compiling,
+    // and the idle heap is smaller (1.8 MiB less anonymous memory, docs/performance.md).
+    useCodeCache: options.codeCache !== false,
+    assets: { [UNDICI_ASSET]: undiciFile },
+    execArgv: options.nodeFlags ?? NODE_FLAGS,
     // NODE_OPTIONS may add flags after these (a later value of a V8 flag wins).
     execArgvExtension: 'env',
   }, null, 2))
@@ -229,8 +343,8 @@ export async function bundle (options: BundleOptions = {}): Promise<BundleResult
     stripped,
     nodeVersion,
     packages: licenses.names,
-    sources: Object.keys(result.metafile.inputs).filter((i) => packageDirOf(i) === undefined && !i.includes(':')).sort(),
-    externals: [...new Set(Object.values(result.metafile.outputs).flatMap((o) => o.imports.filter((i) => i.external).map((i) => i.path)))].sort(),
+    sources: inputs.filter((i) => packageDirOf(i) === undefined && !i.includes(':') && i !== 'undici-asset.cjs').sort(),
+    externals: [...new Set(outputs.flatMap((o) => o.imports.filter((i) => i.external).map((i) => i.path)))].sort(),
   }
 }
 

@@ -5,13 +5,13 @@
 // nothing of the app is left behind; the exit code is the child's, or 128+n when signal n killed
 // it. No process-wide signal handlers and no process.exit here: src/sidecar.ts owns those.
 import { spawn, type ChildProcess } from 'node:child_process'
-import { randomBytes } from 'node:crypto'
 import { closeSync, openSync, unlinkSync } from 'node:fs'
 import { constants, tmpdir } from 'node:os'
 import path from 'node:path'
 import type { Logger } from 'pino'
 import { SidecarError } from './errors.ts'
 import { APP_MARK_VARIABLE, appMembers, readProcessTable, startTimeOf, type AppMark, type Member } from './app-processes.ts'
+import { randomHex } from './random-hex.ts'
 
 /** How often a stop looks whether the group still has live members (a /proc scan on Linux). */
 const GROUP_POLL_MS = 50
@@ -102,7 +102,7 @@ const useProc = process.platform === 'linux'
  * read-only tmp): the environment mark and the group remain.
  */
 function openMarkFile (): { fd: number, targets: string[] } | undefined {
-  const file = path.join(tmpdir(), `fly-replay-sidecar-app-${process.pid}-${randomBytes(6).toString('hex')}`)
+  const file = path.join(tmpdir(), `fly-replay-sidecar-app-${process.pid}-${randomHex(6)}`)
   try {
     const fd = openSync(file, 'wx', 0o600)
     try { unlinkSync(file) } catch {}
@@ -129,7 +129,7 @@ export function superviseApp (options: SupervisorOptions): Supervisor {
   let pid: number | undefined
   const markFile = useProc ? openMarkFile() : undefined
   let mark: AppMark = {
-    value: `${process.pid}.${randomBytes(8).toString('hex')}`,
+    value: `${process.pid}.${randomHex(8)}`,
     fdTargets: markFile?.targets ?? [],
   }
 

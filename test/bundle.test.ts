@@ -1,7 +1,7 @@
 // The single executable (scripts/bundle.ts) runs from a directory outside the repository with no
 // node_modules anywhere above it and no Node on PATH, as it does after `COPY --from=` into an app
 // image: it proxies a request to a loopback app, answers its health path and metrics, and runs
-// `check`; it re-executes itself once with the allocator's variables, which its app never sees.
+// `check`, and passes its environment to the app as it was given.
 import t from 'tap'
 import http from 'node:http'
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process'
@@ -13,7 +13,8 @@ import path from 'node:path'
 import { createInterface } from 'node:readline'
 import { bundle, BUNDLE_EXECUTABLE, BUNDLE_LICENSES } from '../scripts/bundle.ts'
 import { echoApp, sha256 } from './helpers/apps.ts'
-import { REEXEC_MARK } from '../src/executable.ts'
+import { startMachinesApi } from '../src/emulator/machines-api.ts'
+import { APP, TOKEN, seedSelf } from './fixtures/machines/setup.ts'
 
 const repo = path.resolve(import.meta.dirname, '..')
 
@@ -123,6 +124,16 @@ t.test('the executable runs without the repository, node_modules or Node on PATH
   t.match(check.stdout, /^routes.yaml: ok\n/, 'the path as given, relative to the working directory')
   t.match(check.stdout, '    1. reports (line 9) -> tasker\n')
 
+  // The executable checks configs with the schema's JSON made at build time, not TypeBox
+  // (scripts/bundle.ts): every problem of a file full of them is worded and placed the same.
+  const invalid = path.join(dir, 'invalid-many.yaml')
+  await writeFile(invalid, await readFile(path.join(repo, 'test', 'fixtures', 'config', 'invalid-many.yaml')))
+  const fromExecutable = await runToEnd(built.executable, ['check', '--config', 'invalid-many.yaml'], { cwd: dir, env })
+  const fromSource = await runToEnd(process.execPath, [path.join(repo, 'src', 'cli.ts'), 'check', '--config', 'invalid-many.yaml'], { cwd: dir, env })
+  t.equal(fromExecutable.code, 1, 'an invalid config fails the check')
+  t.ok(fromExecutable.stdout.split('\n').length > 10, 'with its many problems')
+  t.strictSame({ code: fromExecutable.code, stdout: fromExecutable.stdout, stderr: fromExecutable.stderr }, { code: fromSource.code, stdout: fromSource.stdout, stderr: fromSource.stderr }, 'the same problems as the source reports')
+
   const child: ChildProcess = spawn(built.executable, ['--config', config], { cwd: dir, env, stdio: ['ignore', 'pipe', 'pipe'] })
   let exited: Promise<number | null> = new Promise((resolve) => child.on('exit', (code) => resolve(code)))
   t.teardown(async () => {
@@ -152,12 +163,12 @@ t.test('the executable runs without the repository, node_modules or Node on PATH
   const seen = app.requests[0]
   t.strictSame([app.requests.length, seen?.method, seen?.url, seen?.headers['x-forwarded-for'], seen?.sha256], [1, 'POST', '/reports/q3?x=1', '127.0.0.1', sha256(Buffer.from('hello bundle'))])
 
-  // The process re-executed itself in place (same pid, same arguments) with the allocator's
-  // variable, which glibc reads only at exec.
+  // No re-exec: the process runs as started, with the environment it was given (glibc's
+  // allocator variables are the user's to set: src/executable.ts).
   const cmdline = readFileSync(`/proc/${child.pid}/cmdline`, 'utf8').split('\0').filter((a) => a !== '')
   t.strictSame(cmdline, [built.executable, '--config', config])
   const environ = readFileSync(`/proc/${child.pid}/environ`, 'utf8').split('\0')
-  t.ok(environ.includes('MALLOC_ARENA_MAX=2') && environ.includes('MALLOC_MMAP_THRESHOLD_=65536'), 'exec-ed with the allocator variables')
+  t.strictSame(environ.filter((v) => /^(MALLOC_|FLY_REPLAY_SIDECAR_)/.test(v)), [], 'no variables of its own added')
 
   const health = await request(port, 'GET', '/_sidecar/health')
   t.equal(health.status, 200)
@@ -174,13 +185,13 @@ t.test('the executable runs without the repository, node_modules or Node on PATH
   t.equal(code, 0, `exits cleanly on SIGTERM; stderr: ${stderr}`)
   t.equal(stderr, '')
 
-  // The app gets the environment the user gave the sidecar: not the variables it set for itself.
+  // The app gets the environment the user gave the sidecar, allocator variables included.
   const envFile = path.join(dir, 'app-env')
-  const withApp = await runToEnd(built.executable, ['--config', config, '--', '/bin/sh', '-c', `export -p > ${envFile}`], { cwd: dir, env: { ...env, LOG_LEVEL: 'warn' } })
+  const withApp = await runToEnd(built.executable, ['--config', config, '--', '/bin/sh', '-c', `export -p > ${envFile}`], { cwd: dir, env: { ...env, LOG_LEVEL: 'warn', MALLOC_ARENA_MAX: '2' } })
   t.equal(withApp.code, 0, withApp.stderr)
   const appEnv = (await readFile(envFile, 'utf8')).split('\n').map((l) => /^export (\w+)/.exec(l)?.[1]).filter((n) => n !== undefined)
-  t.notOk(appEnv.includes('MALLOC_ARENA_MAX') || appEnv.includes('MALLOC_MMAP_THRESHOLD_'), 'the app does not inherit the allocator variables')
-  t.notOk(appEnv.includes(REEXEC_MARK), 'nor the re-exec mark')
+  t.ok(appEnv.includes('MALLOC_ARENA_MAX'), 'the user\'s allocator variable reaches it')
+  t.notOk(appEnv.includes('MALLOC_MMAP_THRESHOLD_'), 'and nothing the user did not set')
   t.ok(appEnv.includes('FLY_REPLAY_SIDECAR_APP'), 'the supervisor\'s mark of the app\'s processes is there (docs/supervision.md)')
   t.ok(appEnv.includes('HOME') && appEnv.includes('LOG_LEVEL'), 'the user\'s variables reach it')
 
@@ -192,6 +203,30 @@ t.test('the executable runs without the repository, node_modules or Node on PATH
   t.equal(version.code, 0, version.stderr)
   t.equal(version.stdout, `${JSON.parse(readFileSync(path.join(repo, 'package.json'), 'utf8')).version as string}\n`)
   t.equal(version.stderr, '', 'no warning on stderr')
+
+  // On Fly, a rule's pool is served by the Machines API client, whose undici the executable
+  // carries as a SEA asset, compiled on the first call (scripts/bundle.ts): a request for the
+  // pool makes the calls and is answered with a replay to the Machine they created.
+  const api = await startMachinesApi({ app: APP, token: TOKEN })
+  t.teardown(() => api.close())
+  seedSelf(api)
+  const onFly = path.join(dir, 'on-fly.yaml')
+  await writeFile(onFly, (await readFile(config, 'utf8')).replace('metrics:\n  listen: 127.0.0.1:0\n', `metrics: false\nfly:\n  api-url: ${api.url}\n`))
+  const flyChild = spawn(built.executable, ['--config', onFly], { cwd: dir, env: { ...env, FLY_APP_NAME: APP, FLY_MACHINE_ID: 'self0000000001', FLY_REGION: 'ams', FLY_API_TOKEN: TOKEN }, stdio: ['ignore', 'pipe', 'inherit'] })
+  t.teardown(() => { if (flyChild.exitCode === null) flyChild.kill('SIGKILL') })
+  const flyPort = await new Promise<number>((resolve, reject) => {
+    flyChild.once('exit', (c) => { reject(new Error(`exited with ${String(c)}`)) })
+    createInterface({ input: flyChild.stdout }).on('line', (line) => {
+      const msg = JSON.parse(line) as Record<string, unknown>
+      if (msg.msg === 'listening') resolve(Number(String(msg.address).split(':').pop()))
+    })
+  })
+  const replayed = await request(flyPort, 'GET', '/reports/q4')
+  const created = [...api.machines.values()].find((m) => m.id !== 'self0000000001')
+  t.ok(created !== undefined, 'a pool Machine was created through the API')
+  t.equal(replayed.status, 307)
+  t.match(replayed.headers['fly-replay'], `instance=${created?.id ?? '?'}`, 'the request is replayed to it')
+  flyChild.kill('SIGTERM')
 
   const dev = await runToEnd(built.executable, ['dev'], { cwd: dir, env })
   t.equal(dev.code, 1)

@@ -1,6 +1,5 @@
 // PoolMachines over the Fly Machines API: a cache per pool, single-flight lookups and creations,
 // convergence after create races, stale-image replacement and replacement of creates that never start.
-import { randomBytes } from 'node:crypto'
 import { setTimeout as sleep } from 'node:timers/promises'
 import type { Logger } from 'pino'
 import type { Config, PoolConfig } from '../config/types.ts'
@@ -16,6 +15,7 @@ import { DEFAULT_LOAD_TIMING, createLoadBook } from './load.ts'
 import type { LoadBook, LoadTiming } from './load.ts'
 import type { Agent } from 'undici'
 import type { PoolMachineSnapshot, PoolMachines, PoolPick } from './types.ts'
+import { randomHex } from '../random-hex.ts'
 
 /** Timing knobs of the pools (and of the client underneath); tests shrink them. */
 export interface PoolTiming extends ClientTiming, LoadTiming {
@@ -123,7 +123,7 @@ interface PoolState {
 
 /** A create id: time-ordered and random, short enough for a Machine name. */
 function newCreateId (): string {
-  return `${Date.now().toString(36)}${randomBytes(4).toString('hex')}`
+  return `${Date.now().toString(36)}${randomHex(4)}`
 }
 
 function asSidecarError (err: unknown, pool: string): SidecarError {

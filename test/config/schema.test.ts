@@ -6,7 +6,8 @@ import t from 'tap'
 import { Compile } from 'typebox/compile'
 import { parse } from 'yaml'
 import { parseConfig } from '../../src/config/load.ts'
-import { ConfigFileSchema, describe, isConfigFile, renderJsonSchema } from '../../src/config/schema.ts'
+import { ConfigFileSchema, isConfigFile, renderJsonSchema } from '../../src/config/schema.ts'
+import { describe } from '../../src/config/check.ts'
 
 const root = path.join(import.meta.dirname, '..', '..')
 const read = (p: string): string => readFileSync(path.join(root, p), 'utf8')
