@@ -180,14 +180,13 @@ export function sidecarAvailable (): boolean {
 
 /**
  * The sidecar as production runs it: the single executable of scripts/bundle.ts (Node with the
- * bundle, its code cache and its V8 flags inside; it sets the allocator's variables itself),
- * built into `dir`, with the bundled JavaScript inside it and the flags baked in beside.
+ * bundle, its code cache and its V8 flags inside), built into `dir`, with the bundled JavaScript
+ * inside it and the flags baked in beside.
  */
 export async function buildSidecarExecutable (dir: string): Promise<SidecarBuild> {
   const { bundle, NODE_FLAGS } = await import('../scripts/bundle.ts')
-  const { ALLOCATOR_ENV } = await import('../src/executable.ts')
   const r = await bundle({ outDir: join(dir, 'bundle') })
-  return { executable: r.executable, entry: r.entry, nodeFlags: NODE_FLAGS, allocatorEnv: ALLOCATOR_ENV }
+  return { executable: r.executable, entry: r.entry, nodeFlags: NODE_FLAGS }
 }
 
 export interface SidecarBuild {
@@ -195,16 +194,14 @@ export interface SidecarBuild {
   /** The JavaScript inside the executable. */
   readonly entry: string
   readonly nodeFlags: readonly string[]
-  readonly allocatorEnv: Readonly<Record<string, string>>
 }
 
 /**
  * Starts the sidecar (the app started separately) as if on a Fly Machine, talking to the fake
  * Machines API at `apiUrl`. With a build and no `nodeArgs`: the executable itself. With
  * `nodeArgs` (tuning flags, --cpu-prof): the executable's JavaScript run by this Node with the
- * executable's flags, then `nodeArgs` (V8 takes the last value of a flag), and the allocator
- * variables the executable would set, because the executable takes V8 flags only through
- * NODE_OPTIONS, which refuses most of them. Without a build: `node nodeArgs src/cli.ts`.
+ * executable's flags, then `nodeArgs` (V8 takes the last value of a flag), because the executable
+ * takes V8 flags only through NODE_OPTIONS, which refuses most of them. Without a build: `node nodeArgs src/cli.ts`.
  */
 export async function startSidecar (opts: {
   name: string
@@ -236,10 +233,7 @@ export async function startSidecar (opts: {
   let command: [string, string[]]
   if (opts.build === undefined) command = [process.execPath, [...nodeArgs, SIDECAR_SRC, ...config]]
   else if (nodeArgs.length === 0) command = [opts.build.executable, config]
-  else {
-    Object.assign(env, opts.build.allocatorEnv)
-    command = [process.execPath, [...opts.build.nodeFlags, ...nodeArgs, opts.build.entry, ...config]]
-  }
+  else command = [process.execPath, [...opts.build.nodeFlags, ...nodeArgs, opts.build.entry, ...config]]
   const child = spawnPinned(opts.name, opts.cpu, command[0], command[1], {
     cwd: ROOT,
     env,

@@ -152,10 +152,9 @@ async function main (): Promise<void> {
       if (!args['sidecar-src']) {
         try {
           build = await buildSidecarExecutable(dir)
-          const allocator = Object.entries(build.allocatorEnv).map(([k, v]) => `${k}=${v}`).join(' ')
           sidecarForm = args['node-args'] === undefined && !args['cpu-prof']
-            ? `the production single executable (scripts/bundle.ts; baked-in flags ${build.nodeFlags.join(' ')}; it sets ${allocator} itself)`
-            : `the production executable's JavaScript run by node with its flags (${build.nodeFlags.join(' ')}) and ${allocator}`
+            ? `the production single executable (scripts/bundle.ts; baked-in flags ${build.nodeFlags.join(' ')})`
+            : `the production executable's JavaScript run by node with its flags (${build.nodeFlags.join(' ')})`
         } catch (err) {
           sidecarForm = 'src/cli.ts (the bundle did not build)'
           notes.push(`the sidecar bundle did not build, so the sidecar ran from src/cli.ts: ${(err as Error).message.split('\n')[0] ?? ''}`)
