@@ -150,3 +150,18 @@ export function childPids (ppid: number): number[] {
   }
   return out
 }
+
+/**
+ * Drops a binary from the page cache, so each process starts as on a Machine that has just booted:
+ * its binary read from disk by the page faults of the start. With the file cached, the figure
+ * measured how the cache held it, not what the process uses: the kernel maps every cached page of
+ * a large folio (of up to 2 MiB) on a fault in any of them, and a file just written (the build's
+ * copy of the executable) or read through is cached in large folios. The same executable measured
+ * 57.6 MiB of its binary resident after a read-through, 39.5 MiB started cold (bare Node 34.8
+ * against 33.8; bench/resident-pages.ts, 19:10 UTC). `dd iflag=nocache` is posix_fadvise
+ * (DONTNEED), which Node does not offer; written pages are synced first, or they stay.
+ */
+export function dropFromPageCache (file: string): void {
+  execFileSync('sync', [file])
+  execFileSync('dd', [`if=${file}`, 'iflag=nocache', 'count=0', 'status=none'])
+}

@@ -7,7 +7,7 @@ import { fileURLToPath } from 'node:url'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { PATHS } from './_config.ts'
 import { BENCH_FLY } from './_machines-api.ts'
-import { childPids, freePort, spawnPinned, stopChild, waitReady, type Child } from './_procs.ts'
+import { childPids, dropFromPageCache, freePort, spawnPinned, stopChild, waitReady, type Child } from './_procs.ts'
 
 /** Waits for a child to answer 200 at `url`; kills it when it does not. */
 async function readyOrKill (child: Child, url: string): Promise<void> {
@@ -232,8 +232,12 @@ export async function startSidecar (opts: {
   const config = ['--config', opts.config]
   let command: [string, string[]]
   if (opts.build === undefined) command = [process.execPath, [...nodeArgs, SIDECAR_SRC, ...config]]
-  else if (nodeArgs.length === 0) command = [opts.build.executable, config]
-  else command = [process.execPath, [...opts.build.nodeFlags, ...nodeArgs, opts.build.entry, ...config]]
+  else if (nodeArgs.length === 0) {
+    // Cold, as on a Machine just booted: a binary the build has just written is cached in large
+    // folios, and its resident pages would measure the page cache (bench/lean.ts).
+    dropFromPageCache(opts.build.executable)
+    command = [opts.build.executable, config]
+  } else command = [process.execPath, [...opts.build.nodeFlags, ...nodeArgs, opts.build.entry, ...config]]
   const child = spawnPinned(opts.name, opts.cpu, command[0], command[1], {
     cwd: ROOT,
     env,

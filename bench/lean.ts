@@ -4,7 +4,7 @@
 // executable contains, so it measures the data path of the day.
 //   npm run bench:lean -- [--exe FILE] [--runs N] [--after-ms MS] [--out FILE] [--write]
 // --write puts the report into bench/RESULTS.md between its lean markers (appended when absent).
-import { execFileSync, spawn, type ChildProcess } from 'node:child_process'
+import { spawn, type ChildProcess } from 'node:child_process'
 import { copyFileSync, readdirSync, readFileSync, writeFileSync, mkdirSync, mkdtempSync, rmSync } from 'node:fs'
 import http from 'node:http'
 import net from 'node:net'
@@ -14,7 +14,7 @@ import { parseArgs } from 'node:util'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { PATHS } from './_config.ts'
 import { ROOT, startApp, startNodeFloor, stopTarget } from './_targets.ts'
-import { cpuSeconds, freePort, memory, stopChild, type Child } from './_procs.ts'
+import { cpuSeconds, dropFromPageCache, freePort, memory, stopChild, type Child } from './_procs.ts'
 
 const { values: args } = parseArgs({
   options: {
@@ -47,21 +47,6 @@ function rollup (pid: number): { rss: number, anon: number, file: number } {
   const text = readFileSync(`/proc/${pid}/smaps_rollup`, 'utf8')
   const kib = (key: string): number => Number(new RegExp(`^${key}:\\s+(\\d+) kB`, 'm').exec(text)?.[1] ?? NaN) / 1024
   return { rss: kib('Rss'), anon: kib('Anonymous'), file: kib('Rss') - kib('Anonymous') }
-}
-
-/**
- * Drops a binary from the page cache, so each process starts as on a Machine that has just booted:
- * its binary read from disk by the page faults of the start. With the file cached, the figure
- * measured how the cache held it, not what the process uses: the kernel maps every cached page of
- * a large folio (of up to 2 MiB) on a fault in any of them, and a file just written (the build's
- * copy of the executable) or read through is cached in large folios. The same executable measured
- * 57.6 MiB of its binary resident after a read-through, 39.5 MiB started cold (bare Node 34.8
- * against 33.8; bench/resident-pages.ts, 19:10 UTC). `dd iflag=nocache` is posix_fadvise
- * (DONTNEED), which Node does not offer; written pages are synced first, or they stay.
- */
-function dropFromPageCache (file: string): void {
-  execFileSync('sync', [file])
-  execFileSync('dd', [`if=${file}`, 'iflag=nocache', 'count=0', 'status=none'])
 }
 
 function connects (port: number): Promise<boolean> {
