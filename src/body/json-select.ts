@@ -314,7 +314,7 @@ class Reader {
           }
         }
         const f = this.value(child)
-        if (name !== undefined && members !== undefined) members[name] = this.got
+        if (child !== undefined && name !== undefined && members !== undefined) members[name] = this.got
         if (f) (flagged ??= new Set()).add(name ?? this.decode(ks, ke, kEscaped))
         else if (flagged !== undefined && flagged.size > 0) flagged.delete(name ?? this.decode(ks, ke, kEscaped))
         this.ws()
