@@ -4,6 +4,7 @@
 //     instructions per request, counted by valgrind's callgrind over a fixed number of requests
 //     after a warm-up: independent of the machine's load. One sidecar at a time.
 //   node bench/replay-cost.ts --mode ab [--case replay] --src DIR_A --src DIR_B
+//   node bench/replay-cost.ts --mode summarize --dump FILE --requests N   (a dump again)
 //     the same-time A/B: every sidecar behind one bench app, all on CPU 1, one wrk per sidecar on
 //     CPU 0 started together each round; CPU µs per request from /proc/<pid>/stat.
 // `--src DIR` is a checkout whose src/cli.ts runs (its types stripped at load; default: this
@@ -34,6 +35,7 @@ const { values: args } = parseArgs({
     requests: { type: 'string', default: '3000' },
     warmup: { type: 'string', default: '6000' },
     'node-args': { type: 'string', default: '' },
+    dump: { type: 'string' },
   },
 })
 
@@ -127,18 +129,57 @@ async function startSidecar (root: string, i: number, appPort: number, apiUrl: s
     : [node, cli]
   const child = spawnPinned(`sidecar-${i}`, '1', cmd, argv, { cwd: root, env: sidecarEnv(port, appPort, apiUrl), log: join(dir, `sidecar-${i}.log`) })
   children.push(child)
-  await waitReady(child, `http://127.0.0.1:${port}${PATHS.small}`, valgrind ? 180_000 : 20_000)
+  await waitReady(child, `http://127.0.0.1:${port}${PATHS.small}`, valgrind ? 900_000 : 20_000)
   return { child, port }
 }
 
-/** The Ir total of the newest callgrind dump of `pid`. */
-function dumpedInstructions (pid: number): number {
+// V8's garbage collector and optimizing compilers run in bursts (a major GC falls into one
+// window of a few thousand requests and not into the next): their share is reported apart.
+const GC_RE = /v8::internal::(?:.*(?:Marking|Scaveng|Sweep|Evacuat|Compact|RememberedSet|MarkCompact|ConcurrentMarking|GCTracer)|Heap::|HeapObject::SizeFromMap|BodyDescriptorBase)|heap::base::/
+const COMPILER_RE = /v8::internal::(?:compiler::|maglev::|turboshaft::)/
+
+/** The Ir total of the newest callgrind dump of `pid`, and the part of it in GC and compilers. */
+function dumpedInstructions (pid: number): { total: number, gc: number, compiler: number } {
   const files = readdirSync(dir).filter((f) => f.startsWith('callgrind.') && f.includes(`.${pid}`)).sort()
   const last = files.at(-1)
   if (last === undefined) throw new Error(`no callgrind dump for ${pid} in ${dir}`)
-  const m = /^(?:summary|totals): (\d+)/m.exec(readFileSync(join(dir, last), 'utf8'))
-  if (m === null) throw new Error(`no totals in ${last}`)
-  return Number(m[1])
+  return dumpSplit(join(dir, last))
+}
+
+function dumpSplit (file: string): { total: number, gc: number, compiler: number } {
+  const text = readFileSync(file, 'utf8')
+  const m = /^(?:summary|totals): (\d+)/m.exec(text)
+  if (m === null) throw new Error(`no totals in ${file}`)
+  // Self cost per function: cost lines under fn=, except the one after each calls= (inclusive).
+  const names = new Map<string, string>()
+  let kind: 'gc' | 'compiler' | 'other' = 'other'
+  let afterCall = false
+  let gc = 0
+  let compiler = 0
+  for (const line of text.split('\n')) {
+    if (line.startsWith('fn=')) {
+      const f = /^fn=\((\d+)\)(?: (.*))?$/.exec(line)
+      const name = f === null ? line.slice(3) : (f[2] ?? names.get(f[1] ?? '') ?? '')
+      if (f?.[2] !== undefined) names.set(f[1] ?? '', f[2])
+      kind = GC_RE.test(name) ? 'gc' : COMPILER_RE.test(name) ? 'compiler' : 'other'
+    } else if (line.startsWith('cfn=')) {
+      const f = /^cfn=\((\d+)\) (.*)$/.exec(line)
+      if (f !== null) names.set(f[1] ?? '', f[2] ?? '')
+    } else if (line.startsWith('calls=')) {
+      afterCall = true
+    } else if (/^[0-9+*-]/.test(line)) {
+      if (afterCall) { afterCall = false; continue }
+      const cost = Number(line.split(' ')[1] ?? 0)
+      if (kind === 'gc') gc += cost
+      else if (kind === 'compiler') compiler += cost
+    }
+  }
+  return { total: Number(m[1]), gc, compiler }
+}
+
+function split (ir: { total: number, gc: number, compiler: number }, requests: number): string {
+  const per = (n: number): string => Math.round(n / requests).toLocaleString('en')
+  return `${per(ir.total)} instructions per request; without GC and compilers ${per(ir.total - ir.gc - ir.compiler)} (GC ${per(ir.gc)}, compilers ${per(ir.compiler)})`
 }
 
 async function callgrind (appPort: number, apiUrl: string): Promise<void> {
@@ -152,8 +193,7 @@ async function callgrind (appPort: number, apiUrl: string): Promise<void> {
     await drive(port, requests, connections)
     execFileSync('callgrind_control', ['-d', String(child.pid)], { stdio: 'ignore' })
     await sleep(500)
-    const ir = dumpedInstructions(child.pid)
-    console.log(`${root}: ${args.case}, ${requests} requests after ${warmup}, ${connections} conn: ${Math.round(ir / requests).toLocaleString('en')} instructions per request (dumps in ${dir})`)
+    console.log(`${root}: ${args.case}, ${requests} requests after ${warmup}, ${connections} conn: ${split(dumpedInstructions(child.pid), requests)} (dumps in ${dir})`)
     await stopChild(child, 15_000)
   }
 }
@@ -202,6 +242,12 @@ async function driveOnly (appPort: number, apiUrl: string): Promise<void> {
 }
 
 async function main (): Promise<void> {
+  if (args.mode === 'summarize') {
+    // A dump of an earlier run again: `--dump FILE --requests N`.
+    if (args.dump === undefined) throw new Error('--mode summarize needs --dump FILE')
+    console.log(`${args.dump}: ${split(dumpSplit(args.dump), Number(args.requests))}`)
+    return
+  }
   pinSelf('0')
   const api = await startFakeMachinesApi()
   const app = await startApp(dir, '1')
