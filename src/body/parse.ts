@@ -30,6 +30,19 @@ const CHARSET_RE = /(?:^|;)\s*charset\s*=\s*(?:"([^"]*)"|([^;\s]*))/i
  */
 export function mediaKind (contentType: string | undefined): 'json' | 'form' | null {
   if (contentType === undefined) return null
+  // A request's type is asked twice (the head's rules, then the body's), and an app's requests
+  // mostly carry one or two types: the last answer is kept (the function is pure).
+  if (contentType === lastType) return lastKind
+  const kind = mediaKindOf(contentType)
+  lastType = contentType
+  lastKind = kind
+  return kind
+}
+
+let lastType: string | undefined
+let lastKind: 'json' | 'form' | null = null
+
+function mediaKindOf (contentType: string): 'json' | 'form' | null {
   const m = MEDIA_TYPE_RE.exec(contentType)
   if (m === null) return null
   const type = (m[1] ?? '').toLowerCase()

@@ -242,18 +242,13 @@ export class Exchange {
       const parts: Buffer[] = []
       let held = 0
       let settled = false
+      let timer: NodeJS.Timeout | undefined
       const settle = (): void => {
         settled = true
         this.tap = undefined
         clearTimeout(timer)
         this.bodyWaiter = undefined
       }
-      const timer = setTimeout(() => {
-        if (settled) return
-        settle()
-        this.block()
-        reject(new SidecarError('SIDECAR_ERR_BODY_TIMEOUT', [timeoutMs]))
-      }, timeoutMs)
       this.bodyWaiter = (reason) => {
         if (settled) return
         settle()
@@ -275,7 +270,8 @@ export class Exchange {
       this.waitEnd = () => {
         if (settled) return
         settle()
-        resolve({ bytes: Buffer.concat(parts, held), complete: true })
+        // One part (a body that came in one read) is passed on as it is: no copy.
+        resolve({ bytes: parts.length === 1 ? parts[0] as Buffer : Buffer.concat(parts, held), complete: true })
       }
       this.continueOnce()
       // The bytes already read are decoded again through the tap, once.
@@ -287,6 +283,15 @@ export class Exchange {
         this.replay(queue)
       }
       if (wasDone || this.bodyDone) this.waitEnd?.()
+      // A body that was all here already needs no timer (most small bodies come with the head).
+      if (!settled) {
+        timer = setTimeout(() => {
+          if (settled) return
+          settle()
+          this.block()
+          reject(new SidecarError('SIDECAR_ERR_BODY_TIMEOUT', [timeoutMs]))
+        }, timeoutMs)
+      }
       this.conn.flow()
     })
   }

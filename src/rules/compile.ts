@@ -5,6 +5,7 @@ import type { Condition, RuleConfig, Scalar } from '../config/types.ts'
 import { parseSelector, type SelectorStep } from '../config/load.ts'
 import { SidecarError } from '../errors.ts'
 import { compileNeedles, type BodyNeedles } from './prefilter.ts'
+import { compileSelection, type Selection } from '../body/json-select.ts'
 
 /** What rules see of a request before its body. */
 export interface RequestHead {
@@ -61,6 +62,11 @@ export interface CompiledRule {
   readonly form: readonly TextCheck[]
   /** Byte strings the raw body must hold for the body conditions to hold; undefined: none known. */
   readonly needles: BodyNeedles | undefined
+  /**
+   * For a rule with json conditions and no form ones: what the json selectors of every rule of
+   * its set reach (one Selection shared by them all, so a body is read once for all of them).
+   */
+  readonly selection: Selection | undefined
   /** The HeadMatch answering "this rule, decided on the head": built once, returned as is. */
   readonly done: { readonly kind: 'done', readonly rule: CompiledRule }
 }
@@ -85,7 +91,8 @@ export interface CompileOptions {
  * Throws SIDECAR_ERR_RULE_COMPILE, naming the rule and its line, if one still cannot be compiled.
  */
 export function compileRules (rules: readonly RuleConfig[], options: CompileOptions = {}): CompiledRules {
-  const compiled = rules.map(compileRule)
+  const selection = jsonSelection(rules)
+  const compiled = rules.map((rule) => compileRule(rule, selection))
   return Object.freeze({
     rules: Object.freeze(compiled),
     anyBodyRule: compiled.some((r) => r.bodyKind !== null),
@@ -93,7 +100,22 @@ export function compileRules (rules: readonly RuleConfig[], options: CompileOpti
   })
 }
 
-function compileRule (rule: RuleConfig): CompiledRule {
+/** The selectors of every rule with json conditions, as one Selection; undefined when none has them. */
+function jsonSelection (rules: readonly RuleConfig[]): Selection | undefined {
+  const selectors: SelectorStep[][] = []
+  for (const rule of rules) {
+    for (const selector of Object.keys(rule.match.json ?? {})) {
+      try {
+        selectors.push(parseSelector(selector))
+      } catch (err) {
+        throw new SidecarError('SIDECAR_ERR_RULE_COMPILE', [rule.name, rule.line, (err as Error).message], { cause: err })
+      }
+    }
+  }
+  return selectors.length === 0 ? undefined : compileSelection(selectors)
+}
+
+function compileRule (rule: RuleConfig, selection: Selection | undefined): CompiledRule {
   try {
     const m = rule.match
     const jsonEntries = entries(m.json)
@@ -112,6 +134,7 @@ function compileRule (rule: RuleConfig): CompiledRule {
       json,
       form,
       needles: json.length + form.length > 0 ? compileNeedles(jsonEntries, formEntries) : undefined,
+      selection: json.length > 0 && form.length === 0 ? selection : undefined,
       done: undefined as never,
     }
     compiled.done = Object.freeze({ kind: 'done', rule: compiled })

@@ -6,6 +6,7 @@ import type { CompiledRule, CompiledRules, JsonCheck, RequestHead, TextCheck } f
 import type { BufferedBody } from '../body/inspect.ts'
 import { mediaKind, parseBody, type ParsedBody } from '../body/parse.ts'
 import { mayMatch, newBodyScan, type BodyScan } from './prefilter.ts'
+import { selectBody } from '../body/json-select.ts'
 import { parseUrlEncoded } from './urlencoded.ts'
 
 export type HeadMatch =
@@ -54,23 +55,29 @@ export function matchHead (rules: CompiledRules, head: RequestHead): HeadMatch {
 
 /** The first candidate whose body conditions hold (a rule without body conditions always holds). */
 export function matchBody (candidates: readonly CompiledRule[], body: ParsedBody): CompiledRule | undefined {
-  for (const rule of candidates) if (bodyFailure(rule, body) === undefined) return rule
+  for (const rule of candidates) if (bodyHolds(rule, body)) return rule
   return undefined
 }
 
 /**
  * matchBody(candidates, parseBody(contentType, body)), the same answer for every input, but a
- * body is parsed only when a candidate's needles (src/rules/prefilter.ts) say it may match: a
- * body no body rule can match is only searched, never decoded.
+ * body is read only when a candidate's needles (src/rules/prefilter.ts) say it may match: a
+ * body no body rule can match is only searched, never decoded. A rule with json conditions only
+ * reads the body through its selection (src/body/json-select.ts), which builds no more of the
+ * document than the rules' selectors reach.
  */
 export function matchBodyRules (candidates: readonly CompiledRule[], contentType: string | undefined, body: BufferedBody): CompiledRule | undefined {
   let parsed: ParsedBody | undefined
+  let selected: ParsedBody | undefined
   let scan: BodyScan | undefined
   for (const rule of candidates) {
     if (rule.bodyKind === null) return rule
     if (rule.needles !== undefined && !mayMatch(rule.needles, body.bytes, scan ??= newBodyScan())) continue
-    parsed ??= parseBody(contentType, body)
-    if (bodyFailure(rule, parsed) === undefined) return rule
+    // Every rule of a set shares one selection, so what was selected for one serves them all.
+    const view = rule.selection !== undefined
+      ? (selected ??= selectBody(contentType, body, rule.selection))
+      : (parsed ??= parseBody(contentType, body))
+    if (bodyHolds(rule, view)) return rule
   }
   return undefined
 }
@@ -199,6 +206,19 @@ function headFailure (rule: CompiledRule, head: RequestHead, query: Fields): str
     if (!fieldHolds(check, values)) return `query ${check.key} is ${found(values ?? [])}, wants ${check.text}`
   }
   return undefined
+}
+
+/** bodyFailure(rule, body) === undefined, without building the reason. */
+function bodyHolds (rule: CompiledRule, body: ParsedBody): boolean {
+  if (rule.json.length > 0) {
+    if (body.kind !== 'json') return false
+    for (const check of rule.json) if (!jsonHolds(check, body.value)) return false
+  }
+  if (rule.form.length > 0) {
+    if (body.kind !== 'form') return false
+    for (const check of rule.form) if (!fieldHolds(check, body.value.get(check.key))) return false
+  }
+  return true
 }
 
 /** Why the body fails the rule's body conditions; undefined when they hold (or it has none). */
