@@ -114,7 +114,8 @@ const SIMD = simdStringScanner() ?? null
 export function selectJson (bytes: Buffer, selection: Selection, scanner: StringScanner | null = SIMD): ParsedBody {
   if (!isUtf8(bytes)) return NONE
   const bom = bytes.length >= 3 && bytes[0] === 0xef && bytes[1] === 0xbb && bytes[2] === 0xbf
-  const r = new Reader(bytes, bom ? 3 : 0, scanner?.load(bytes) === true ? scanner : null)
+  scanner?.load(bytes)
+  const r = new Reader(bytes, bom ? 3 : 0, scanner)
   try {
     r.ws()
     const forbidden = r.value(selection)

@@ -5,25 +5,16 @@
 // on every round) than all the rest of reading the body.
 
 export interface StringScanner {
-  /**
-   * Copies `bytes` into the scanner's memory; next() then searches them (until the next load).
-   * false, and nothing loaded, for more than MAX_SCANNED_BYTES.
-   */
-  load (bytes: Uint8Array): boolean
+  /** Copies `bytes` into the scanner's memory; next() then searches them (until the next load). */
+  load (bytes: Uint8Array): void
   /** The index of the first `"`, `\` or byte below 0x20 in [from, end) of the loaded bytes, else `end`. */
   next (from: number, end: number): number
 }
 
 const PAGE = 65536
 
-/**
- * The most bytes the scanner takes: its memory (which WebAssembly never gives back) stays at two
- * pages. A larger body (inspect.max-body allows 1 MiB) is searched in JavaScript.
- */
-export const MAX_SCANNED_BYTES = 2 * PAGE - 16
-
 // The little of WebAssembly used here (the DOM lib, which types it, is not in this project's).
-interface WasmMemory { readonly buffer: ArrayBuffer }
+interface WasmMemory { readonly buffer: ArrayBuffer, grow (pages: number): number }
 interface WasmApi {
   Module: new (bytes: Uint8Array) => object
   Instance: new (module: object) => { readonly exports: Record<string, unknown> }
@@ -74,12 +65,12 @@ function leb (n: number): number[] {
 
 const section = (id: number, bytes: readonly number[]): number[] => [id, ...leb(bytes.length), ...bytes]
 
-/** The module: one memory `m` (two pages), one function `s` (above). */
+/** The module: one memory `m` (one page to start), one function `s` (above). */
 const MODULE = new Uint8Array([
   0x00, 0x61, 0x73, 0x6d, 0x01, 0x00, 0x00, 0x00,
   ...section(1, [0x01, 0x60, 0x02, 0x7f, 0x7f, 0x01, 0x7f]),
   ...section(3, [0x01, 0x00]),
-  ...section(5, [0x01, 0x00, 0x02]),
+  ...section(5, [0x01, 0x00, 0x01]),
   ...section(7, [0x02, 0x01, 0x6d, 0x02, 0x00, 0x01, 0x73, 0x00, 0x00]),
   ...section(10, [0x01, ...leb(CODE.length), ...CODE]),
 ])
@@ -100,12 +91,15 @@ export function simdStringScanner (): StringScanner | undefined {
   } catch {
     return undefined
   }
-  const heap = new Uint8Array(memory.buffer)
+  let heap = new Uint8Array(memory.buffer)
   return {
     load (bytes) {
-      if (bytes.length > MAX_SCANNED_BYTES) return false
+      const need = bytes.length + 16
+      if (need > heap.length) {
+        memory.grow(Math.ceil((need - heap.length) / PAGE))
+        heap = new Uint8Array(memory.buffer)
+      }
       heap.set(bytes)
-      return true
     },
     next: scan,
   }
