@@ -6,7 +6,6 @@ import { isUtf8 } from 'node:buffer'
 import type { SelectorStep } from '../config/load.ts'
 import { MAX_JSON_DEPTH, mediaKind, type ParsedBody } from './parse.ts'
 import type { BufferedBody } from './inspect.ts'
-import { simdStringScanner, type StringScanner } from './string-scan.ts'
 
 /**
  * The union of some selectors, as a trie: which members of a value any of them may step into.
@@ -105,17 +104,11 @@ export function selectBody (contentType: string | undefined, body: BufferedBody,
   return selectJson(body.bytes, selection)
 }
 
-const SIMD = simdStringScanner() ?? null
-
-/**
- * selectBody for a complete body of a JSON content type. `scanner`: how strings are searched (the
- * SIMD one where this Node has it; null: in JavaScript, also what tests compare it with).
- */
-export function selectJson (bytes: Buffer, selection: Selection, scanner: StringScanner | null = SIMD): ParsedBody {
+/** selectBody for a complete body of a JSON content type. */
+export function selectJson (bytes: Buffer, selection: Selection): ParsedBody {
   if (!isUtf8(bytes)) return NONE
   const bom = bytes.length >= 3 && bytes[0] === 0xef && bytes[1] === 0xbb && bytes[2] === 0xbf
-  scanner?.load(bytes)
-  const r = new Reader(bytes, bom ? 3 : 0, scanner)
+  const r = new Reader(bytes, bom ? 3 : 0)
   try {
     r.ws()
     const forbidden = r.value(selection)
@@ -172,12 +165,9 @@ class Reader {
   /** Set by str(): the string just read had an escape. */
   private escaped = false
 
-  private readonly scanner: StringScanner | null
-
-  constructor (b: Buffer, pos: number, scanner: StringScanner | null) {
+  constructor (b: Buffer, pos: number) {
     this.b = b
     this.pos = pos
-    this.scanner = scanner
   }
 
   ws (): void {
@@ -338,12 +328,11 @@ class Reader {
 
   /**
    * Checks the string whose text starts at `start` and returns where its closing quote is;
-   * `pos` moves past it. With the SIMD scanner, from stop to stop; without, short stretches are
-   * read a byte at a time and a long one is skipped with native searches for `"` and `\`, its
-   * bytes then checked for control characters a word at a time.
+   * `pos` moves past it. Short stretches are read a byte at a time; a long one is skipped with
+   * native searches for `"` and `\`, its bytes then checked for control characters a word at a
+   * time.
    */
   private str (start: number): number {
-    if (this.scanner !== null) return this.scannedStr(start, this.scanner)
     const b = this.b
     const len = b.length
     let i = start
@@ -376,26 +365,6 @@ class Reader {
       }
       escaped = true
       i = escapeEnd(b, i)
-    }
-  }
-
-  /** str() with the scanner: every stop is the closing quote, an escape, or a control byte. */
-  private scannedStr (start: number, scanner: StringScanner): number {
-    const b = this.b
-    const len = b.length
-    let i = start
-    let escaped = false
-    for (;;) {
-      const k = scanner.next(i, len)
-      const c = b[k]
-      if (c === QUOTE) {
-        this.escaped = escaped
-        this.pos = k + 1
-        return k
-      }
-      if (c !== BACKSLASH) throw INVALID // a control byte, or the end of the body
-      escaped = true
-      i = escapeEnd(b, k)
     }
   }
 

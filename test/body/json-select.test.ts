@@ -9,12 +9,7 @@ import { isDeepStrictEqual } from 'node:util'
 import { compileSelection, selectBody, selectJson, type Selection } from '../../src/body/json-select.ts'
 import { parseBody, type ParsedBody } from '../../src/body/parse.ts'
 import type { SelectorStep } from '../../src/config/load.ts'
-import { simdStringScanner } from '../../src/body/string-scan.ts'
 import { livewireBody } from '../../bench/_config.ts'
-
-// Both ways of searching strings, the SIMD one (the default) and the JavaScript one.
-const SIMD = simdStringScanner()
-if (SIMD === undefined) throw new Error('this Node has no WebAssembly SIMD: the default path would go untested')
 
 const JSON_CT = 'application/json'
 const BOM = Buffer.from([0xef, 0xbb, 0xbf])
@@ -49,19 +44,16 @@ function seen (values: readonly unknown[]): unknown[] {
 /** selectJson agrees with parseBody on `bytes` for every selector; a message when not. */
 function disagreement (bytes: Buffer, selectors: readonly (readonly SelectorStep[])[], selection: Selection): string | undefined {
   const want = parseBody(JSON_CT, { bytes, complete: true })
-  for (const [how, scanner] of [['SIMD', SIMD], ['JavaScript', null]] as const) {
-    const got = selectJson(bytes, selection, scanner)
-    const show = (): string => `${how}: ${JSON.stringify(bytes.toString('latin1'))} with ${JSON.stringify(selectors)}`
-    if (want.kind === 'none' || got.kind === 'none') {
-      if (want.kind !== got.kind) return `parseBody ${want.kind}, selectJson ${got.kind}: ${show()}`
-      continue
-    }
-    if (want.kind !== 'json' || got.kind !== 'json') return `kinds ${want.kind} ${got.kind}`
-    for (const steps of selectors) {
-      const w = seen(reachAll(want.value, steps))
-      const g = seen(reachAll(got.value, steps))
-      if (!isDeepStrictEqual(w, g)) return `${JSON.stringify(steps)} reaches ${JSON.stringify(w)} in JSON.parse, ${JSON.stringify(g)} selected: ${show()}`
-    }
+  const got = selectJson(bytes, selection)
+  const show = (): string => `${JSON.stringify(bytes.toString('latin1'))} with ${JSON.stringify(selectors)}`
+  if (want.kind === 'none' || got.kind === 'none') {
+    return want.kind === got.kind ? undefined : `parseBody ${want.kind}, selectJson ${got.kind}: ${show()}`
+  }
+  if (want.kind !== 'json' || got.kind !== 'json') return `kinds ${want.kind} ${got.kind}`
+  for (const steps of selectors) {
+    const w = seen(reachAll(want.value, steps))
+    const g = seen(reachAll(got.value, steps))
+    if (!isDeepStrictEqual(w, g)) return `${JSON.stringify(steps)} reaches ${JSON.stringify(w)} in JSON.parse, ${JSON.stringify(g)} selected: ${show()}`
   }
   return undefined
 }
@@ -227,32 +219,6 @@ t.test('selectJson: the benchmark Livewire body, its snapshot skipped', async (t
   const selection = compileSelection(sels)
   t.strictSame(JSON.parse(JSON.stringify(selectJson(livewireBody('process'), selection))), { kind: 'json', value: { components: [{ calls: [{ method: 'process' }] }] } })
   for (const method of ['process', 'refresh']) t.equal(disagreement(livewireBody(method), sels, selection), undefined, method)
-})
-
-t.test('the SIMD scanner finds every stop, wherever it falls in a 16-byte block, and grows', async (t) => {
-  const scanner = simdStringScanner()
-  if (scanner === undefined) throw new Error('no SIMD scanner')
-  for (const len of [0, 1, 15, 16, 17, 31, 32, 33, 100, 70_000, 200_000]) {
-    const bytes = Buffer.alloc(len, 0x61)
-    const stops = [0, 1, 14, 15, 16, 17, len - 17, len - 16, len - 2, len - 1].filter((i) => i >= 0 && i < len)
-    const kinds = [0x22, 0x5c, 0x00, 0x1f]
-    for (const [n, at] of stops.entries()) bytes[at] = kinds[n % kinds.length] as number
-    scanner.load(bytes)
-    const found: number[] = []
-    for (let i = 0; ;) {
-      const k = scanner.next(i, len)
-      if (k === len) break
-      found.push(k)
-      i = k + 1
-    }
-    t.strictSame(found, [...new Set(stops)].sort((a, b) => a - b), `${len} bytes`)
-    // A stop at or past `end` is not reported, though its 16-byte block was read.
-    const next = stops.find((i) => i > 2)
-    if (next !== undefined) t.equal(scanner.next(2, next - 1), next - 1, `${len} bytes, end before a stop`)
-  }
-  // 0x20 and above (0x7f, 0x80, 0xff) are plain text.
-  scanner.load(Buffer.from([0x20, 0x21, 0x23, 0x5b, 0x5d, 0x7f, 0x80, 0xff]))
-  t.equal(scanner.next(0, 8), 8)
 })
 
 t.test('selectBody: incomplete bodies and other content types are not read', async (t) => {
