@@ -197,6 +197,28 @@ export interface SidecarBuild {
 }
 
 /**
+ * The environment of a sidecar on an ordinary app Machine of the bench's fake Fly app, listening
+ * on `port` in front of the app on `appPort`, with the fake Machines API at `apiUrl`.
+ */
+export function sidecarEnv (port: number, appPort: number, apiUrl: string): NodeJS.ProcessEnv {
+  const env: NodeJS.ProcessEnv = {
+    ...process.env,
+    PORT: String(port),
+    APP_PORT: String(appPort),
+    BENCH_MACHINES_API_URL: apiUrl,
+    FLY_APP_NAME: BENCH_FLY.app,
+    FLY_MACHINE_ID: BENCH_FLY.machineId,
+    FLY_IMAGE_REF: BENCH_FLY.image,
+    FLY_REGION: BENCH_FLY.region,
+    FLY_API_TOKEN: BENCH_FLY.token,
+    NODE_ENV: 'production',
+  }
+  // The Livewire rule's pool is elsewhere, whatever the shell running the bench says.
+  delete env.SIDECAR_POOL
+  return env
+}
+
+/**
  * Starts the sidecar (the app started separately) as if on a Fly Machine, talking to the fake
  * Machines API at `apiUrl`. With a build and no `nodeArgs`: the executable itself. With
  * `nodeArgs` (tuning flags, --cpu-prof): the executable's JavaScript run by this Node with the
@@ -214,20 +236,7 @@ export async function startSidecar (opts: {
   nodeArgs?: readonly string[]
 }): Promise<Target> {
   const port = await freePort()
-  const env: NodeJS.ProcessEnv = {
-    ...process.env,
-    PORT: String(port),
-    APP_PORT: String(opts.appPort),
-    BENCH_MACHINES_API_URL: opts.apiUrl,
-    FLY_APP_NAME: BENCH_FLY.app,
-    FLY_MACHINE_ID: BENCH_FLY.machineId,
-    FLY_IMAGE_REF: BENCH_FLY.image,
-    FLY_REGION: BENCH_FLY.region,
-    FLY_API_TOKEN: BENCH_FLY.token,
-    NODE_ENV: 'production',
-  }
-  // This Machine is an ordinary app Machine: the Livewire rule's pool is elsewhere.
-  delete env.SIDECAR_POOL
+  const env = sidecarEnv(port, opts.appPort, opts.apiUrl)
   const nodeArgs = opts.nodeArgs ?? []
   const config = ['--config', opts.config]
   let command: [string, string[]]

@@ -11,7 +11,8 @@ import { mkdtemp, rm, symlink } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join, resolve } from 'node:path'
 import { parseArgs } from 'node:util'
-import { BENCH_FLY, startFakeMachinesApi } from './_machines-api.ts'
+import { startFakeMachinesApi } from './_machines-api.ts'
+import { sidecarEnv } from './_targets.ts'
 import { cpuSeconds, freePort, spawnPinned, stopChild, waitReady, type Child } from './_procs.ts'
 import { PATHS } from './_config.ts'
 
@@ -64,19 +65,7 @@ async function main (): Promise<void> {
     await waitReady(app, `http://127.0.0.1:${appPort}${PATHS.small}`)
     const start = async (name: string, root: string, config: string, extraEnv: readonly string[]): Promise<{ child: Child, url: string }> => {
       const port = await freePort()
-      const env: NodeJS.ProcessEnv = {
-        ...process.env,
-        PORT: String(port),
-        APP_PORT: String(appPort),
-        BENCH_MACHINES_API_URL: api.url,
-        FLY_APP_NAME: BENCH_FLY.app,
-        FLY_MACHINE_ID: BENCH_FLY.machineId,
-        FLY_IMAGE_REF: BENCH_FLY.image,
-        FLY_REGION: BENCH_FLY.region,
-        FLY_API_TOKEN: BENCH_FLY.token,
-        NODE_ENV: 'production',
-      }
-      delete env.SIDECAR_POOL
+      const env = sidecarEnv(port, appPort, api.url)
       for (const kv of extraEnv) { const at = kv.indexOf('='); env[kv.slice(0, at)] = kv.slice(at + 1) }
       const child = spawnPinned(name, '1', process.execPath, ['--max-semi-space-size=4', join(root, 'src', 'cli.ts'), '--config', config], { cwd: root, env, log: join(dir, `${name}.log`) })
       children.push(child)

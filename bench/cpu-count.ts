@@ -17,9 +17,9 @@ import { tmpdir } from 'node:os'
 import { join, resolve } from 'node:path'
 import { parseArgs } from 'node:util'
 import { setTimeout as sleep } from 'node:timers/promises'
-import { BENCH_FLY, startFakeMachinesApi } from './_machines-api.ts'
+import { startFakeMachinesApi } from './_machines-api.ts'
 import { cpuSeconds, freePort, spawnPinned, stopChild, waitReady } from './_procs.ts'
-import { buildSidecarExecutable } from './_targets.ts'
+import { buildSidecarExecutable, sidecarEnv } from './_targets.ts'
 import { PATHS, SMALL_BODY } from './_config.ts'
 
 const ROOT = resolve(import.meta.dirname, '..')
@@ -121,19 +121,7 @@ async function main (): Promise<void> {
   const argv = valgrind
     ? ['--tool=callgrind', '--instr-atstart=no', `--callgrind-out-file=${out}`, process.execPath, ...node]
     : prefix.length > 0 ? [...prefix.slice(1), process.execPath, ...node] : node
-  const env: NodeJS.ProcessEnv = {
-    ...process.env,
-    PORT: String(port),
-    APP_PORT: String(appPort),
-    BENCH_MACHINES_API_URL: api.url,
-    FLY_APP_NAME: BENCH_FLY.app,
-    FLY_MACHINE_ID: BENCH_FLY.machineId,
-    FLY_IMAGE_REF: BENCH_FLY.image,
-    FLY_REGION: BENCH_FLY.region,
-    FLY_API_TOKEN: BENCH_FLY.token,
-    NODE_ENV: 'production',
-  }
-  delete env.SIDECAR_POOL
+  const env = sidecarEnv(port, appPort, api.url)
   const sidecar = spawnPinned('sidecar', null, cmd, argv, { cwd: ROOT, env, log: join(dir, 'sidecar.log') })
   try {
     await waitReady(sidecar, `http://127.0.0.1:${port}${PATHS.small}`, 300_000)

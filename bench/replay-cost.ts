@@ -18,9 +18,9 @@ import { join, resolve } from 'node:path'
 import { parseArgs } from 'node:util'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { PATHS, livewireBody } from './_config.ts'
-import { BENCH_FLY, startFakeMachinesApi } from './_machines-api.ts'
+import { startFakeMachinesApi } from './_machines-api.ts'
 import { cpuSeconds, freePort, pinSelf, spawnPinned, stopChild, waitReady, type Child } from './_procs.ts'
-import { SIDECAR_CONFIG, startApp } from './_targets.ts'
+import { SIDECAR_CONFIG, sidecarEnv, startApp } from './_targets.ts'
 import { runWrk, writeWrkScript } from './_wrk.ts'
 
 const ROOT = resolve(import.meta.dirname, '..')
@@ -50,23 +50,6 @@ const roots = (args.src ?? [ROOT]).map((d) => resolve(d))
 const dir = mkdtempSync(join(os.tmpdir(), 'replay-cost-'))
 const children: Child[] = []
 process.on('exit', () => { for (const c of children) if (!c.exited) c.proc.kill('SIGKILL') })
-
-function sidecarEnv (port: number, appPort: number, apiUrl: string): NodeJS.ProcessEnv {
-  const env: NodeJS.ProcessEnv = {
-    ...process.env,
-    PORT: String(port),
-    APP_PORT: String(appPort),
-    BENCH_MACHINES_API_URL: apiUrl,
-    FLY_APP_NAME: BENCH_FLY.app,
-    FLY_MACHINE_ID: BENCH_FLY.machineId,
-    FLY_IMAGE_REF: BENCH_FLY.image,
-    FLY_REGION: BENCH_FLY.region,
-    FLY_API_TOKEN: BENCH_FLY.token,
-    NODE_ENV: 'production',
-  }
-  delete env.SIDECAR_POOL
-  return env
-}
 
 /** The request's bytes, sent again and again on each connection. */
 function requestBytes (): Buffer {

@@ -269,10 +269,9 @@ export async function bundle (options: BundleOptions = {}): Promise<BundleResult
 
   // CommonJS: the format a SEA's main script runs in (require is Node's built-ins only).
   const entry = join(work, `${BUNDLE_EXECUTABLE}.cjs`)
-  const result = await build({
+  // Both scripts: the main one and undici's, which the Machines API client loads on first use.
+  const common = {
     absWorkingDir: ROOT,
-    entryPoints: [join(ROOT, 'src', 'executable.ts')],
-    outfile: entry,
     bundle: true,
     platform: 'node',
     format: 'cjs',
@@ -284,6 +283,11 @@ export async function bundle (options: BundleOptions = {}): Promise<BundleResult
     legalComments: 'none',
     metafile: true,
     logLevel: 'warning',
+  } as const
+  const result = await build({
+    ...common,
+    entryPoints: [join(ROOT, 'src', 'executable.ts')],
+    outfile: entry,
     // cli.ts reads package.json through import.meta.url only when __SIDECAR_VERSION__ is unset.
     logOverride: { 'empty-import-meta': 'silent' },
     plugins: [devOnlyInCheckout, pinoWithoutTransports, sonicBoomPlainAssert, promClientWithoutOtel, configSchemaAsJson, undiciFromAsset],
@@ -293,18 +297,9 @@ export async function bundle (options: BundleOptions = {}): Promise<BundleResult
 
   const undiciFile = join(work, UNDICI_ASSET)
   const undici = await build({
-    absWorkingDir: ROOT,
+    ...common,
     stdin: { contents: "module.exports = require('undici')", resolveDir: ROOT, loader: 'js', sourcefile: 'undici-asset.cjs' },
     outfile: undiciFile,
-    bundle: true,
-    platform: 'node',
-    format: 'cjs',
-    target: 'node24',
-    minify: options.minify !== false,
-    keepNames: true,
-    legalComments: 'none',
-    metafile: true,
-    logLevel: 'warning',
   })
   const inputs = [...Object.keys(result.metafile.inputs), ...Object.keys(undici.metafile.inputs)]
   const outputs = [...Object.values(result.metafile.outputs), ...Object.values(undici.metafile.outputs)]
