@@ -110,7 +110,13 @@ t.test('nginx + php-fpm (start-app) behind the sidecar', async (t) => {
   t.notOk(seen.includes('503 app-down'), 'never app-down while starting')
 
   // By the servers' own pid files, not the sidecar's marks: what runs, whatever the sidecar knows.
-  const procs = [...serverTree(path.join(box.dir, 'nginx/nginx.pid')), ...serverTree(path.join(box.dir, 'php-fpm.pid'))]
+  const read = (): Proc[] => [...serverTree(path.join(box.dir, 'nginx/nginx.pid')), ...serverTree(path.join(box.dir, 'php-fpm.pid'))]
+  // A worker nginx has just forked shows its master's title until it sets its own (seen under
+  // load: three "masters"), so the titles are read once the expected tree has shown up, or after
+  // 10 s, when the assertions below say what differs.
+  const expected = { 'nginx master': 1, 'nginx worker': 2, 'php-fpm master': 1, 'php-fpm worker': 2 }
+  await until('the servers\' processes to carry their titles', () => Object.entries(expected).every(([k, n]) => tree(read())[k] === n), 10_000).catch(() => {})
+  const procs = read()
   t.teardown(() => { for (const p of procs) { try { process.kill(p.pid, 'SIGKILL') } catch {} } })
   const kinds = tree(procs)
   t.equal(kinds['nginx master'], 1, 'nginx master')
