@@ -98,8 +98,9 @@ t.test('the first process() call creates the tasker and is replayed to it, strea
   const done = s.chunks.filter((c) => c.content.startsWith('done')).map((c) => c.at)
   const gaps = done.slice(1).map((v, i) => v - (done[i] as number))
   t.comment(`done chunks ${gaps.join(', ')} ms apart (app step ${STEP_MS} ms); first chunk after ${(s.chunks[0]?.at ?? 0) - s.start} ms, whole call ${s.end - s.start} ms`)
-  // Buffering would bunch the chunks (gaps near 0); scheduling jitter on a busy machine shifts single ones.
-  t.ok(gaps.every((g) => g >= STEP_MS / 3), 'each row arrives on its own, not all at once')
+  // Buffering would bunch the chunks (gaps near 0, pairs at least twice in 4 gaps); scheduling
+  // jitter on a busy machine delays single ones, shortening one gap (seen once under load).
+  t.ok(gaps.filter((g) => g < STEP_MS / 3).length <= 1, 'each row arrives on its own, not all at once')
   t.ok((done.at(-1) as number) - (done[0] as number) >= (ROWS - 1) * STEP_MS * 0.75, 'spread over the time the app took')
   t.ok((done[0] as number) < s.end - (ROWS - 1) * STEP_MS * 0.6, 'the first row arrived long before the stream ended')
 
