@@ -286,6 +286,8 @@ lines.push(
   `| peak under these loads ≤ 100 MiB | ${sf === undefined ? '—' : `${f1(sf.peak)} MiB`} | ${sf === undefined ? '—' : yes(sf.peak <= 100)} |`,
   `| exec → accepting ≤ 2× bare Node | ${acceptRatio.toFixed(2)}× (${f1(median(sc.accept))} vs ${f1(median(bare.accept))} ms; CPU until then ${(median(sc.acceptCpu) / median(bare.acceptCpu)).toFixed(2)}×) | ${yes(acceptRatio <= 2)} |`,
   `| healthy as soon as the app is | the first health check after the port accepts answered 200, ${f1(healthyGap)} ms later (the app was already up) | ${yes(healthyGap < 50)} |`,
+  '',
+  'Why each unmet target is not met, with what was measured: [docs/performance.md](../docs/performance.md#memory-and-start-up).',
   ''
 )
 const report = lines.join('\n')
